@@ -1,0 +1,77 @@
+"""MNIST loading: IDX files, binarisations, 14x14, splits, the bundled sample, clear errors."""
+
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from vae_core import DataError, load_digits, load_sample_digits, load_train_validation
+from vae_core.data import read_idx
+
+
+def test_full_mnist_loads_from_a_folder_of_idx_files(mnist_dir):
+    test = load_digits("test", mnist_dir)
+    assert test.pixels.shape == (10_000, 784) and test.pixels.dtype == torch.uint8
+    assert set(test.labels.unique().tolist()) == set(range(10))
+    train, valid = load_train_validation(mnist_dir, validation_size=5000)
+    assert len(train) == 55_000 and len(valid) == 5000
+    assert str(mnist_dir) in test.source
+
+
+def test_idx_reader_rejects_a_truncated_file(tmp_path, mnist_dir):
+    raw = gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz").read()
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(raw[:-10])
+    with pytest.raises(DataError, match="truncated"):
+        read_idx(tmp_path / "t10k-labels-idx1-ubyte")
+
+
+def test_dynamic_binarisation_resamples_while_static_and_evaluation_are_fixed(sample_digits):
+    index = torch.arange(200)
+    a, b = sample_digits.binary_batch(index), sample_digits.binary_batch(index)
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and not torch.equal(a, b)
+    # Resampled pixels average to the grey level.
+    draws = torch.stack([sample_digits.binary_batch(index) for _ in range(200)]).mean(0)
+    assert (draws - sample_digits.grey(index)).abs().max() < 0.15
+    torch.testing.assert_close(sample_digits.fixed_binary(0), sample_digits.fixed_binary(0))
+    static = load_sample_digits(binarization="static")
+    torch.testing.assert_close(static.binary_batch(index), static.binary_batch(index))
+
+
+def test_fourteen_pixel_images_are_2x2_averages():
+    full, small = load_sample_digits(28), load_sample_digits(14)
+    assert small.pixels.shape == (5000, 196)
+    block_mean = full.pixels[0].float().view(14, 2, 14, 2).mean((1, 3)).round()
+    torch.testing.assert_close(small.pixels[0].view(14, 14).float(), block_mean)
+
+
+def test_bundled_sample_is_real_labelled_mnist_and_says_so():
+    sample = load_sample_digits()
+    assert len(sample) == 5000 and sample.has_labels and "sample" in sample.source
+    assert 0.1 < sample.grey().mean() < 0.15  # MNIST's mean intensity is about 0.13
+
+
+def test_offline_without_files_falls_back_to_the_sample_only_when_asked(monkeypatch):
+    monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    assert "sample" in load_digits("test", allow_download=False, allow_sample=True).source
+    with pytest.raises(DataError, match="VAE_DATA_DIR"):
+        load_digits("test", allow_download=False)
+
+
+def test_a_missing_data_folder_is_named(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        load_digits("test", tmp_path / "missing")
+    with pytest.raises(DataError, match="no MNIST test files"):
+        load_digits("test", tmp_path)
+
+
+def test_statically_binarised_mnist_loads_its_three_splits(mnist_dir, monkeypatch):
+    npz = mnist_dir.parent / "binarized_mnist" / "binarized_mnist.npz"
+    if not npz.is_file():
+        pytest.fail(f"{npz} missing: the shared data folder is incomplete")
+    monkeypatch.setenv("VAE_BINARIZED_DIR", str(npz.parent))
+    train, valid = load_train_validation(binarization="binarized")
+    test = load_digits("test", binarization="binarized")
+    assert (len(train), len(valid), len(test)) == (50_000, 10_000, 10_000)
+    assert set(np.unique(test.pixels.numpy()).tolist()) == {0, 255}
+    assert not test.has_labels

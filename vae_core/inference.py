@@ -1,0 +1,342 @@
+"""What a trained VAE can do: encode, decode, sample, interpolate, map the latent plane, complete
+half-seen digits and compute the exact posterior of a 2-D model.
+
+Inputs are flat images (B, D) with values in [0, 1]; outputs are pixel probabilities (B, D).
+Nothing here changes a model's weights or gradients, so a model shared by several app sessions
+(or being trained in another thread) can be used safely.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from .models import VAE
+from .objectives import bernoulli_log_lik, log_likelihood_estimate, reparameterized_sample
+
+HIDDEN_HALVES = ("top", "bottom", "left", "right")
+
+
+def _as_batch(x: torch.Tensor, model: VAE) -> torch.Tensor:
+    x = torch.as_tensor(x, dtype=torch.float32, device=model.device)
+    return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
+
+
+@torch.no_grad()
+def encode(model: VAE, x: torch.Tensor, labels=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of q(z|x), each (B, L)."""
+    q = model.posterior(_as_batch(x, model), labels)
+    return q.loc, q.scale
+
+
+@torch.no_grad()
+def decode(model: VAE, z: torch.Tensor, labels=None) -> torch.Tensor:
+    """Pixel probabilities (B, D) of p(x|z) for latents (B, L)."""
+    z = torch.as_tensor(z, dtype=torch.float32, device=model.device).reshape(-1, model.latent_dim)
+    return torch.sigmoid(model.decoder_logits(z, labels))
+
+
+@torch.no_grad()
+def reconstruct(model: VAE, x: torch.Tensor, labels=None) -> torch.Tensor:
+    """Decode the posterior mean: the model's best single guess of x, (B, D)."""
+    mu, _ = encode(model, x, labels)
+    return decode(model, mu, labels)
+
+
+@torch.no_grad()
+def sample_prior(
+    model: VAE,
+    n: int,
+    temperature: float = 1.0,
+    labels=None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """n latents from N(0, temperature^2 I) and their decoded pixel probabilities."""
+    z = temperature * torch.randn(n, model.latent_dim, generator=generator, device=model.device)
+    return z, decode(model, z, labels)
+
+
+def interpolate(
+    z_start: torch.Tensor, z_end: torch.Tensor, steps: int = 10, method: str = "linear"
+) -> torch.Tensor:
+    """Latents (steps, L) on the way from z_start to z_end, ends included.
+
+    "spherical" (slerp) keeps the norm where Gaussian mass lives instead of cutting through the
+    low-norm middle, so intermediate decodes look like typical samples.
+    """
+    a = torch.as_tensor(z_start, dtype=torch.float32).reshape(-1)
+    b = torch.as_tensor(z_end, dtype=torch.float32).reshape(-1)
+    t = torch.linspace(0, 1, steps).unsqueeze(1)  # (steps, 1)
+    if method == "linear":
+        return (1 - t) * a + t * b
+    if method != "spherical":
+        raise ValueError(f"method must be 'linear' or 'spherical', got {method!r}")
+    cos = torch.dot(a, b) / (a.norm() * b.norm()).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1.0, 1.0))
+    if omega.abs() < 1e-6:
+        return (1 - t) * a + t * b
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+def gaussian_grid_axis(n: int, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+    """n latent values at evenly spaced prior quantiles (Kingma & Welling's manifold figure)."""
+    return Normal(0.0, 1.0).icdf(torch.linspace(low, high, n))
+
+
+def latent_grid(n: int, low: float = 0.05, high: float = 0.95) -> torch.Tensor:
+    """An n x n grid of 2-D latents through the Gaussian inverse CDF: (n*n, 2), rows top to bottom."""
+    axis = gaussian_grid_axis(n, low, high)
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z2
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+
+
+@dataclass
+class LatentProjection:
+    """A 2-D view of the latent space: PCA for latent > 2, the identity for 2, padding for 1.
+
+    `from_plane` maps any point of the view back to a latent (on the plane through the mean
+    spanned by the two principal axes), so every point a user clicks can be decoded.
+    """
+
+    mean: torch.Tensor  # (L,)
+    components: torch.Tensor  # (min(2, L), L), orthonormal rows
+    explained: tuple[float, ...]  # fraction of variance along each axis
+    is_pca: bool
+
+    @classmethod
+    def fit(cls, latents: torch.Tensor) -> LatentProjection:
+        latents = torch.as_tensor(latents, dtype=torch.float32).cpu()
+        dim = latents.shape[1]
+        if dim <= 2:
+            return cls(torch.zeros(dim), torch.eye(dim), (1.0,) * dim, False)
+        mean = latents.mean(0)
+        centred = latents - mean
+        _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+        variance = s**2
+        explained = tuple((variance[:2] / variance.sum()).tolist())
+        return cls(mean, vh[:2].contiguous(), explained, True)
+
+    def axis_labels(self) -> tuple[str, str]:
+        if not self.is_pca:
+            return ("z₁", "z₂" if self.components.shape[0] > 1 else "(unused)")
+        return tuple(f"PC{i + 1} ({100 * e:.0f}% of variance)" for i, e in enumerate(self.explained))
+
+    def to_plane(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = torch.as_tensor(latents, dtype=torch.float32).cpu()
+        coords = (latents - self.mean) @ self.components.T  # (N, min(2, L))
+        if coords.shape[1] < 2:
+            coords = torch.cat([coords, torch.zeros(len(coords), 1)], dim=1)
+        return coords
+
+    def from_plane(self, points: torch.Tensor) -> torch.Tensor:
+        points = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2).cpu()
+        return self.mean + points[:, : self.components.shape[0]] @ self.components
+
+
+def observed_mask(hidden: str, image_size: int = 28) -> torch.Tensor:
+    """A (D,) float mask: 1 for pixels the model sees, 0 for the hidden half."""
+    if hidden not in HIDDEN_HALVES:
+        raise ValueError(f"hidden must be one of {HIDDEN_HALVES}, got {hidden!r}")
+    mask = torch.ones(image_size, image_size)
+    half = image_size // 2
+    region = {
+        "top": (slice(0, half), slice(None)),
+        "bottom": (slice(half, None), slice(None)),
+        "left": (slice(None), slice(0, half)),
+        "right": (slice(None), slice(half, None)),
+    }[hidden]
+    mask[region] = 0.0
+    return mask.reshape(-1)
+
+
+def observed_elbo(
+    model: VAE,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    q: Normal,
+    labels=None,
+    samples: int = 64,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """ELBO of the observed pixels under q: E_q[log p(x_obs|z)] - KL(q || p(z)), (B,) nats."""
+    z = reparameterized_sample(q, samples, generator)  # (S, B, L)
+    recon = bernoulli_log_lik(model.decoder_logits(z, labels), x, mask).mean(0)
+    return recon - kl_divergence(q, model.prior()).sum(-1)
+
+
+@dataclass
+class CompletionResult:
+    """Half-image completion by per-image stochastic variational inference (SVI)."""
+
+    elbo_trace: np.ndarray  # (steps,) observed-pixel ELBO estimate at each SVI step, nats
+    q_mean: torch.Tensor  # (L,) fitted q*(z)
+    q_std: torch.Tensor  # (L,)
+    completions: torch.Tensor  # (n, D) pixel probabilities decoded from z ~ q*, seen pixels kept
+    mean_completion: torch.Tensor  # (D,) average of the completions
+    encoder_completion: torch.Tensor  # (D,) decoded from the encoder's mean on the masked image
+    encoder_q_mean: torch.Tensor  # (L,)
+    encoder_q_std: torch.Tensor  # (L,)
+    svi_elbo: float  # observed-pixel ELBO of q*, 1,000 samples
+    encoder_elbo: float  # observed-pixel ELBO of the encoder's q on the masked image
+
+
+def complete_masked_image(
+    model: VAE,
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    labels=None,
+    steps: int = 300,
+    lr: float = 0.05,
+    samples_per_step: int = 16,
+    n_completions: int = 8,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> CompletionResult:
+    """Fit a fresh Gaussian q*(z) = N(m, s^2) to one image's observed pixels, then decode.
+
+    q* starts at the prior and follows Adam on the observed-pixel ELBO (reparameterised
+    gradients); only m and log s are optimised, the model's weights are untouched.
+    `on_step(step, elbo)` is called after every step (for live progress).
+    """
+    device = model.device
+    x = _as_batch(x, model)[:1]
+    binary = (x > 0.5).float()
+    mask = torch.as_tensor(mask, dtype=torch.float32, device=device).reshape(-1)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    mean = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
+    log_std = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
+    optimizer = torch.optim.Adam([mean, log_std], lr=lr)
+    trace = np.empty(steps)
+    for step in range(steps):
+        q = Normal(mean, log_std.exp())
+        elbo = observed_elbo(model, binary, mask, q, labels, samples_per_step, generator).sum()
+        # autograd.grad touches only q's parameters: model weights get no .grad, so a model
+        # shared across sessions or being trained elsewhere is left alone.
+        grad_mean, grad_log_std = torch.autograd.grad(-elbo, [mean, log_std])
+        mean.grad, log_std.grad = grad_mean, grad_log_std
+        optimizer.step()
+        trace[step] = elbo.item()
+        if on_step is not None:
+            on_step(step, trace[step])
+    with torch.no_grad():
+        q_star = Normal(mean.detach(), log_std.detach().exp())
+        svi_elbo = observed_elbo(model, binary, mask, q_star, labels, 1000, generator).item()
+        z = reparameterized_sample(q_star, n_completions, generator)[:, 0]  # (n, L)
+        completions = decode(model, z, labels)
+        completions = mask * x + (1 - mask) * completions
+        q_enc = model.posterior(x * mask, labels)
+        encoder_elbo = observed_elbo(model, binary, mask, q_enc, labels, 1000, generator).item()
+        encoder_completion = mask * x + (1 - mask) * decode(model, q_enc.loc, labels)
+    return CompletionResult(
+        elbo_trace=trace,
+        q_mean=q_star.loc[0],
+        q_std=q_star.scale[0],
+        completions=completions,
+        mean_completion=completions.mean(0),
+        encoder_completion=encoder_completion[0],
+        encoder_q_mean=q_enc.loc[0],
+        encoder_q_std=q_enc.scale[0],
+        svi_elbo=svi_elbo,
+        encoder_elbo=encoder_elbo,
+    )
+
+
+@dataclass
+class PosteriorGrid:
+    """p(z | x_obs) of a 2-D model evaluated on a grid, beside the encoder's q(z|x) there."""
+
+    z1: np.ndarray  # (R,) grid axis
+    z2: np.ndarray  # (R,)
+    log_posterior: np.ndarray  # (R, R) [i, j] at (z2[i], z1[j]); exp sums to 1 over the grid
+    log_q: np.ndarray  # (R, R) encoder density, normalised on the same grid
+    log_px: float  # log p(x_obs) by quadrature over the grid, nats
+    q_mean: np.ndarray  # (2,)
+    q_std: np.ndarray  # (2,)
+
+
+@torch.no_grad()
+def _log_joint_on_grid(model, binary, mask, labels, z1, z2, chunk=4096) -> torch.Tensor:
+    g2, g1 = torch.meshgrid(z2, z1, indexing="ij")
+    z = torch.stack([g1.reshape(-1), g2.reshape(-1)], dim=1).to(model.device)  # (R*R, 2)
+    out = []
+    for start in range(0, len(z), chunk):
+        part = z[start : start + chunk]
+        logits = model.decoder_logits(part, labels)
+        out.append(bernoulli_log_lik(logits, binary, mask) + model.prior().log_prob(part).sum(-1))
+    return torch.cat(out).reshape(len(z2), len(z1))
+
+
+@torch.no_grad()
+def exact_posterior_grid(
+    model: VAE,
+    x: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    labels=None,
+    resolution: int = 121,
+    extent: tuple[float, float, float, float] | None = None,
+) -> PosteriorGrid:
+    """log p(z|x_obs) ∝ log p(z) + log p(x_obs|z) on a grid, for a model with a 2-D latent.
+
+    Without `extent` (z1_min, z1_max, z2_min, z2_max), a coarse pass over [-4, 4]^2 finds where
+    the posterior mass is and a second pass zooms onto it, so sharp posteriors are resolved.
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"the exact posterior grid needs a 2-D latent; this model has {model.latent_dim}")
+    x = _as_batch(x, model)[:1]
+    binary = (x > 0.5).float()
+    mask = (
+        torch.ones(x.shape[1], device=model.device)
+        if mask is None
+        else torch.as_tensor(mask, dtype=torch.float32, device=model.device).reshape(-1)
+    )
+    q = model.posterior(x * mask, labels)
+    if extent is None:
+        coarse = torch.linspace(-4.5, 4.5, 181)
+        log_joint = _log_joint_on_grid(model, binary, mask, labels, coarse, coarse)
+        heavy = log_joint > log_joint.max() - 12.0  # cells within e^-12 of the mode
+        rows, cols = torch.nonzero(heavy, as_tuple=True)
+        step = float(coarse[1] - coarse[0])
+        lo1, hi1 = coarse[cols.min()] - 2 * step, coarse[cols.max()] + 2 * step
+        lo2, hi2 = coarse[rows.min()] - 2 * step, coarse[rows.max()] + 2 * step
+        # Keep the encoder's Gaussian in view too: the point is to compare the two.
+        m, s = q.loc[0].cpu(), q.scale[0].cpu()
+        lo1, hi1 = min(lo1, m[0] - 3 * s[0]), max(hi1, m[0] + 3 * s[0])
+        lo2, hi2 = min(lo2, m[1] - 3 * s[1]), max(hi2, m[1] + 3 * s[1])
+        extent = (float(lo1), float(hi1), float(lo2), float(hi2))
+    z1 = torch.linspace(extent[0], extent[1], resolution)
+    z2 = torch.linspace(extent[2], extent[3], resolution)
+    log_joint = _log_joint_on_grid(model, binary, mask, labels, z1, z2).cpu().double()
+    cell = float((z1[1] - z1[0]) * (z2[1] - z2[0]))
+    log_norm = torch.logsumexp(log_joint.reshape(-1), 0)
+    g2, g1 = torch.meshgrid(z2, z1, indexing="ij")
+    grid = torch.stack([g1, g2], dim=-1).double()  # (R, R, 2)
+    q_cpu = Normal(q.loc[0].cpu().double(), q.scale[0].cpu().double())
+    log_q = q_cpu.log_prob(grid).sum(-1)
+    return PosteriorGrid(
+        z1=z1.numpy(),
+        z2=z2.numpy(),
+        log_posterior=(log_joint - log_norm).numpy(),
+        log_q=(log_q - torch.logsumexp(log_q.reshape(-1), 0)).numpy(),
+        log_px=float(log_norm + math.log(cell)),
+        q_mean=q.loc[0].cpu().numpy(),
+        q_std=q.scale[0].cpu().numpy(),
+    )
+
+
+@torch.no_grad()
+def importance_log_px(
+    model: VAE, x: torch.Tensor, mask: torch.Tensor | None = None, labels=None, k: int = 1000, seed: int = 0
+) -> float:
+    """log p(x) (or log p(x_obs) with `mask`) of one image by importance sampling from the encoder."""
+    x = _as_batch(x, model)[:1]
+    binary = (x > 0.5).float()
+    if mask is not None:
+        mask = torch.as_tensor(mask, dtype=torch.float32, device=model.device).reshape(-1)
+    q = model.posterior(binary if mask is None else binary * mask, labels)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    return log_likelihood_estimate(model, binary, labels, k, generator, q=q, mask=mask).item()
