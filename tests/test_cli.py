@@ -5,9 +5,8 @@ import os
 import subprocess
 import sys
 
-from PIL import Image
-
 from conftest import REPO_ROOT
+from PIL import Image
 
 
 def _cli(*args, env_extra=None):
