@@ -183,7 +183,7 @@ def _find_binarized_npz(data_dir: Path | None) -> Path:
     )
 
 
-def _pool_to_14(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
+def pool_to_14(pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
     grey = torch.as_tensor(pixels).float().view(-1, 1, 28, 28)
     return F.avg_pool2d(grey, 2).round().to(torch.uint8).view(-1, 14 * 14)
 
@@ -193,7 +193,7 @@ def _as_digits(
 ) -> DigitImages:
     tensor = torch.from_numpy(np.array(pixels, dtype=np.uint8))  # a private, writable copy
     if image_size == 14:
-        tensor = _pool_to_14(tensor)
+        tensor = pool_to_14(tensor)
     elif image_size != 28:
         raise DataError(f"image_size must be 28 or 14, got {image_size}")
     return DigitImages(

@@ -1,0 +1,1 @@
+"""The Streamlit app: pages, cached resources, figure builders and small widgets."""

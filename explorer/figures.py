@@ -1,0 +1,174 @@
+"""Figure builders: pure functions from arrays to plotly figures or pixel arrays (no Streamlit),
+so each can be tested without a browser.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+
+from vae_core.images import tile_images
+
+DIGIT_COLOURS = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+)  # fmt: skip
+CLICK_GRID_CURVE = 0  # the invisible grid is always the first trace of a latent map
+
+
+def _as_numpy(values) -> np.ndarray:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    return np.asarray(values)
+
+
+def digit_picture(probs, image_size: int = 28, scale: int = 6) -> np.ndarray:
+    """One digit's pixel probabilities (D,) -> an upscaled uint8 picture with crisp pixels."""
+    image = (np.clip(_as_numpy(probs).reshape(image_size, image_size), 0, 1) * 255).astype(np.uint8)
+    return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
+
+
+def grid_picture(probs, image_size: int = 28, columns: int | None = None, scale: int = 2) -> np.ndarray:
+    """Many digits (N, D) -> one tiled, upscaled uint8 picture."""
+    tiled = tile_images(probs, image_size, columns)
+    return np.kron(tiled, np.ones((scale, scale), dtype=np.uint8))
+
+
+def plane_bounds(plane, margin: float = 0.08, quantile: float = 0.005) -> tuple[float, float, float, float]:
+    """A square-ish box around the bulk of the points: (x_min, x_max, y_min, y_max)."""
+    points = _as_numpy(plane)
+    low = np.quantile(points, quantile, axis=0)
+    high = np.quantile(points, 1 - quantile, axis=0)
+    span = np.maximum(high - low, 1e-3)
+    low, high = low - margin * span, high + margin * span
+    if np.allclose(points[:, 1], 0):  # 1-D latents: give the flat line some room
+        low[1], high[1] = -1.0, 1.0
+    return float(low[0]), float(high[0]), float(low[1]), float(high[1])
+
+
+def ellipse_points(centre, std, n_std: float = 2.0, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
+    """An axis-aligned ellipse at `centre` with radii n_std * std (a diagonal Gaussian's contour)."""
+    angle = np.linspace(0, 2 * np.pi, n)
+    centre, std = _as_numpy(centre), _as_numpy(std)
+    return centre[0] + n_std * std[0] * np.cos(angle), centre[1] + n_std * std[1] * np.sin(angle)
+
+
+def latent_map_figure(
+    plane,
+    labels,
+    bounds: tuple[float, float, float, float],
+    axis_titles: tuple[str, str] = ("z₁", "z₂"),
+    grid_size: int = 80,
+    clicked_point: tuple[float, float] | None = None,
+    posterior: tuple | None = None,
+    height: int = 520,
+) -> go.Figure:
+    """Encoded digits coloured by label over an invisible grid of clickable points.
+
+    Plotly reports clicks only on points, never on empty space, so trace 0 is an 80x80 grid of
+    invisible markers covering the plane: a click anywhere selects the nearest grid point, whose
+    coordinates are decoded. Digit markers come after it so a click on a digit selects the digit
+    (customdata = its index). `posterior` = (mean (2,), std (2,)) draws a 2-sigma ellipse.
+    """
+    x0, x1, y0, y1 = bounds
+    gx, gy = np.meshgrid(np.linspace(x0, x1, grid_size), np.linspace(y0, y1, grid_size))
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=gx.ravel(), y=gy.ravel(), mode="markers", name="plane",
+            marker={"size": 4, "opacity": 0, "color": "#000"},
+            hoverinfo="none", showlegend=False,
+        )
+    )  # fmt: skip
+    points, labels = _as_numpy(plane), _as_numpy(labels)
+    index = np.arange(len(points))
+    for digit in range(10):
+        chosen = labels == digit
+        if not chosen.any():
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(digit),
+                customdata=index[chosen], marker={"size": 5, "color": DIGIT_COLOURS[digit], "opacity": 0.75},
+                hovertemplate=f"digit {digit} #%{{customdata}}<extra></extra>",
+            )
+        )  # fmt: skip
+    if (labels < 0).all():
+        figure.add_trace(
+            go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits", customdata=index,
+                         marker={"size": 5, "color": "#555", "opacity": 0.6})
+        )  # fmt: skip
+    if posterior is not None:
+        ex, ey = ellipse_points(*posterior)
+        figure.add_trace(
+            go.Scatter(x=ex, y=ey, mode="lines", name="q(z|x), 2σ", line={"color": "black", "width": 2},
+                       hoverinfo="skip")
+        )  # fmt: skip
+    if clicked_point is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[clicked_point[0]], y=[clicked_point[1]], mode="markers", name="decoded point",
+                marker={"symbol": "x", "size": 14, "color": "black", "line": {"width": 2}}, hoverinfo="skip",
+            )
+        )  # fmt: skip
+    figure.update_layout(
+        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select",
+        dragmode="pan", hovermode="closest", legend={"title": "digit", "itemsizing": "constant"},
+        uirevision="latent-map",
+    )  # fmt: skip
+    figure.update_xaxes(title=axis_titles[0], range=[x0, x1], zeroline=False)
+    figure.update_yaxes(title=axis_titles[1], range=[y0, y1], zeroline=False)
+    return figure
+
+
+def curve_figure(curve: list[dict], height: int = 300) -> go.Figure:
+    """Training curve from a checkpoint or a live run: ELBO per step (train) and per epoch (val)."""
+    figure = go.Figure()
+    steps = [row for row in curve if row.get("kind") == "step"]
+    epochs = [row for row in curve if row.get("kind") == "epoch"]
+    if steps:
+        figure.add_trace(go.Scatter(x=[r["epoch"] for r in steps], y=[r["elbo"] for r in steps],
+                                    name="train ELBO", mode="lines", line={"width": 1}))  # fmt: skip
+    if epochs:
+        figure.add_trace(go.Scatter(x=[r["epoch"] for r in epochs], y=[r["elbo"] for r in epochs],
+                                    name="train ELBO (epoch)", mode="lines+markers"))  # fmt: skip
+        validation = [r for r in epochs if r.get("validation")]
+        if validation:
+            figure.add_trace(
+                go.Scatter(x=[r["epoch"] for r in validation], y=[r["validation"]["elbo"] for r in validation],
+                           name="validation ELBO", mode="lines+markers")
+            )  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         xaxis_title="epoch", yaxis_title="nats per image")  # fmt: skip
+    return figure
+
+
+def trace_figure(values, title: str = "observed-pixel ELBO", height: int = 260) -> go.Figure:
+    values = _as_numpy(values)
+    figure = go.Figure(go.Scatter(y=values, mode="lines", name=title))
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=title,
+                         xaxis_title="SVI step", yaxis_title="nats")  # fmt: skip
+    return figure
+
+
+def posterior_figure(grid, svi: tuple | None = None, truth_point=None, height: int = 480) -> go.Figure:
+    """Exact posterior p(z|x_obs) as filled contours, the encoder's q and the SVI q* as 2σ ellipses."""
+    density = np.exp(grid.log_posterior)
+    figure = go.Figure(
+        go.Contour(x=grid.z1, y=grid.z2, z=density, colorscale="Blues", name="exact posterior",
+                   contours={"coloring": "heatmap"}, showscale=False, hoverinfo="skip")
+    )  # fmt: skip
+    ex, ey = ellipse_points(grid.q_mean, grid.q_std)
+    figure.add_trace(go.Scatter(x=ex, y=ey, mode="lines", name="encoder q(z|x), 2σ",
+                                line={"color": "#d62728", "width": 2}))  # fmt: skip
+    if svi is not None:
+        sx, sy = ellipse_points(*svi)
+        figure.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="SVI q*(z), 2σ",
+                                    line={"color": "#2ca02c", "width": 2, "dash": "dash"}))  # fmt: skip
+    if truth_point is not None:
+        figure.add_trace(go.Scatter(x=[truth_point[0]], y=[truth_point[1]], mode="markers",
+                                    name="encoder mean, full image", marker={"symbol": "x", "size": 12}))  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         xaxis_title="z₁", yaxis_title="z₂", legend={"orientation": "h"})  # fmt: skip
+    return figure

