@@ -19,6 +19,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import BINARIZATIONS, DEVICES, MODEL_KINDS, OBJECTIVES, ModelConfig, TrainConfig
 from .data import EVALUATION_BINARIZATION_SEED, load_digits, load_train_validation
+from .distributed import init_distributed, shutdown_distributed
 from .errors import VAEError
 from .images import save_image_grid
 from .inference import sample_prior
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-k", type=int, default=0, help="after training, estimate test NLL with k samples"
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--resume", default=None, help="start from this checkpoint's weights (its model config wins)"
+    )
 
     evaluate = commands.add_parser("evaluate", help="test-set ELBO terms and importance-sampled NLL")
     evaluate.add_argument("checkpoint")
@@ -101,8 +105,6 @@ def _format_postfix(event) -> dict:
 
 
 def command_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     model_config = ModelConfig(
         kind=args.kind,
         latent_dim=args.latent_dim,
@@ -129,22 +131,39 @@ def command_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix != ".safetensors":
         raise VAEError(f"--out must end in .safetensors, got {out}")
+    resumed = load_checkpoint(args.resume) if args.resume else None
+    if resumed is not None:
+        model_config = resumed.model_config
+    context = init_distributed(args.device)
+    try:
+        return _train_and_save(args, model_config, train_config, out, resumed, context)
+    finally:
+        shutdown_distributed(context)
+
+
+def _train_and_save(args, model_config, train_config, out, resumed, context) -> int:
+    from tqdm import tqdm
+
     train_digits, validation_digits = load_train_validation(
-        args.data_dir, args.binarization, args.image_size, args.validation_size
+        args.data_dir, args.binarization, model_config.image_size, args.validation_size
     )
-    trainer = Trainer(model_config, train_config, train_digits, validation_digits)
+    model = resumed.model if resumed else None
+    trainer = Trainer(model_config, train_config, train_digits, validation_digits, model, context)
     started = time.time()
+    where = str(trainer.device)
+    if context.enabled:
+        where += f", {context.world_size} processes ({context.backend})"
     bar = tqdm(
         total=trainer.total_steps,
         unit="step",
-        disable=args.quiet,
+        disable=args.quiet or not context.is_main,
         dynamic_ncols=True,
-        desc=f"{model_config.describe()} on {trainer.device}",
+        desc=f"{model_config.describe()} on {where}",
     )
     for event in trainer.run():
         bar.update(event.step - bar.n)
         bar.set_postfix(_format_postfix(event), refresh=False)
-        if event.kind == "epoch" and not args.quiet:
+        if event.kind == "epoch" and not args.quiet and context.is_main:
             val = event.validation or {}
             bar.write(
                 f"epoch {event.epoch:5.1f}  train elbo {event.elbo:8.2f}  val elbo "
@@ -152,10 +171,15 @@ def command_train(args: argparse.Namespace) -> int:
                 f"kl {val.get('kl', math.nan):.2f})  {event.images_per_s:,.0f} img/s"
             )
     bar.close()
+    if not context.is_main:
+        return 0
     metrics = trainer.metrics()
     metrics["command"] = "python -m vae_core " + shlex.join(sys.argv[1:])
     metrics["wall_seconds"] = time.time() - started
     metrics["device"] = str(trainer.device)
+    metrics["processes"] = context.world_size
+    if resumed is not None:
+        metrics["resumed_from"] = str(args.resume)
     metrics["data"] = train_digits.source
     if args.eval_k:
         test = load_digits("test", args.data_dir, args.binarization, args.image_size)

@@ -17,9 +17,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from .config import ModelConfig, TrainConfig
 from .data import DigitImages
+from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
 from .models import VAE, build_model
 from .objectives import bernoulli_log_lik, elbo_terms, iwae_bound, reparameterized_sample
@@ -67,6 +70,32 @@ class TrainingEvent:
         return asdict(self)
 
 
+class ObjectiveModule(nn.Module):
+    """The training objective as a module, so DistributedDataParallel can wrap one forward pass.
+
+    forward returns the loss to minimise and the batch sums of (recon, kl, objective) per image.
+    """
+
+    def __init__(self, model: VAE, objective: str, k: int):
+        super().__init__()
+        self.model, self.objective, self.k = model, objective, k
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None, beta: float, generator: torch.Generator):
+        if self.objective == "elbo":
+            terms = elbo_terms(self.model, x, labels, generator)
+            return terms.loss(beta), terms.recon.sum(), terms.kl.sum(), terms.elbo.sum()
+        k, model = self.k, self.model
+        q = model.posterior(x, labels)
+        z = reparameterized_sample(q, k, generator)  # (k, B, L)
+        log_px_z = bernoulli_log_lik(model.decoder_logits(z, labels), x)  # (k, B)
+        log_prior_ratio = model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
+        # Warm-up scales the prior/posterior ratio, which is the KL term when k = 1.
+        bound = torch.logsumexp(log_px_z + beta * log_prior_ratio, 0) - math.log(k)
+        kl = torch.distributions.kl_divergence(q, model.prior()).sum(-1)
+        plain = torch.logsumexp(log_px_z + log_prior_ratio, 0) - math.log(k)
+        return -bound.mean(), log_px_z.mean(0).sum(), kl.sum(), plain.sum()
+
+
 def _make_adam(model: VAE, lr: float) -> torch.optim.Optimizer:
     # The fused kernel updates all parameters in one pass: measurably faster for small models.
     try:
@@ -101,7 +130,9 @@ class Trainer:
         train_digits: DigitImages,
         validation_digits: DigitImages | None = None,
         model: VAE | None = None,
+        distributed: DistributedContext | None = None,
     ):
+        self.dist = distributed or DistributedContext()
         if model_config.conditional and not train_digits.has_labels:
             raise ConfigError("a conditional VAE needs labelled digits; binarized MNIST has no labels")
         if train_digits.image_size != model_config.image_size:
@@ -109,25 +140,40 @@ class Trainer:
                 f"digits are {train_digits.image_size}x{train_digits.image_size} but the model "
                 f"expects {model_config.image_size}x{model_config.image_size}"
             )
+        if train_config.batch_size % self.dist.world_size:
+            raise ConfigError(
+                f"batch size {train_config.batch_size} must divide evenly over {self.dist.world_size} processes"
+            )
         if len(train_digits) < train_config.batch_size:
             raise ConfigError(
                 f"batch size {train_config.batch_size} is larger than the {len(train_digits)} training digits"
             )
         self.model_config = model_config
         self.config = train_config
-        self.device = resolve_device(train_config.device)
+        self.device = (
+            self.dist.device_for(train_config.device)
+            if self.dist.enabled
+            else resolve_device(train_config.device)
+        )
         self.train_digits = train_digits.to(self.device)
         self.validation_digits = (
             validation_digits.to(self.device)
             if validation_digits is not None and len(validation_digits)
             else None
         )
-        self.generator = torch.Generator(device=self.device).manual_seed(train_config.seed)
+        # Every rank draws the same batch order; noise (binarisation, z samples) differs per rank.
+        self.order_generator = torch.Generator(device=self.device).manual_seed(train_config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(
+            train_config.seed + 1_000_003 * self.dist.rank
+        )
         # Weights are initialised from the run's own seed: the global RNG is shared by every
         # session of a server.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_config.seed)
             self.model = (model or build_model(model_config)).to(self.device)
+        self.objective = ObjectiveModule(self.model, train_config.objective, train_config.k)
+        # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
+        self.step_module = DistributedDataParallel(self.objective) if self.dist.enabled else self.objective
         self.optimizer = _make_adam(self.model, train_config.lr)
         self.steps_per_epoch = len(self.train_digits) // train_config.batch_size
         self.total_steps = max(1, math.ceil(train_config.epochs * self.steps_per_epoch))
@@ -149,22 +195,6 @@ class Trainer:
     def _labels(self, digits: DigitImages, index) -> torch.Tensor | None:
         return digits.labels[index] if self.model_config.conditional else None
 
-    def _step_terms(self, x: torch.Tensor, labels: torch.Tensor | None, beta: float):
-        """Loss to minimise and per-image (recon, kl, objective) sums for reporting."""
-        if self.config.objective == "elbo":
-            terms = elbo_terms(self.model, x, labels, self.generator)
-            return terms.loss(beta), terms.recon.sum(), terms.kl.sum(), terms.elbo.sum()
-        k = self.config.k
-        q = self.model.posterior(x, labels)
-        z = reparameterized_sample(q, k, self.generator)  # (k, B, L)
-        log_px_z = bernoulli_log_lik(self.model.decoder_logits(z, labels), x)  # (k, B)
-        log_prior_ratio = self.model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
-        # Warm-up scales the prior/posterior ratio, which is the KL term when k = 1.
-        bound = torch.logsumexp(log_px_z + beta * log_prior_ratio, 0) - math.log(k)
-        kl = torch.distributions.kl_divergence(q, self.model.prior()).sum(-1)
-        plain = torch.logsumexp(log_px_z + log_prior_ratio, 0) - math.log(k)
-        return -bound.mean(), log_px_z.mean(0).sum(), kl.sum(), plain.sum()
-
     @torch.no_grad()
     def validate(self, max_images: int = 10_000, chunk: int = 2_000) -> dict[str, float]:
         """Validation ELBO terms (and IWAE bound for IWAE runs), nats per image, fixed noise."""
@@ -172,9 +202,13 @@ class Trainer:
         if digits is None:
             return {}
         self.model.eval()
-        n = min(len(digits), max_images)
-        binary = digits.subset(slice(0, n)).fixed_binary(VALIDATION_SEED)
-        generator = torch.Generator(device=self.device).manual_seed(VALIDATION_SEED)
+        total = min(len(digits), max_images)
+        binary = digits.subset(slice(0, total)).fixed_binary(VALIDATION_SEED)
+        # Each rank validates its own share of the digits; the sums are added up below.
+        digits = digits.subset(slice(self.dist.rank, total, self.dist.world_size))
+        binary = binary[self.dist.rank :: self.dist.world_size]
+        n = len(binary)
+        generator = torch.Generator(device=self.device).manual_seed(VALIDATION_SEED + self.dist.rank)
         sums = torch.zeros(4, device=self.device)
         for start in range(0, n, chunk):
             index = slice(start, min(n, start + chunk))
@@ -186,15 +220,18 @@ class Trainer:
             if self.config.objective == "iwae":
                 sums[3] += iwae_bound(self.model, x, labels, self.config.k, generator).sum()
         self.model.train()
-        recon, kl, elbo, iwae = (sums / n).tolist()
+        recon, kl, elbo, iwae = (all_reduce_sum(sums, self.dist) / total).tolist()
         result = {"recon": recon, "kl": kl, "elbo": elbo}
         if self.config.objective == "iwae":
             result[f"iwae_k{self.config.k}"] = iwae
         return result
 
     def _event(self, kind: str, window: _Window, validation=None, stopped=False) -> TrainingEvent:
-        images = max(1, window.images)
-        recon, kl, elbo = (torch.stack([window.recon, window.kl, window.elbo]) / images).tolist()
+        local = torch.stack(
+            [window.recon, window.kl, window.elbo, torch.tensor(float(window.images), device=self.device)]
+        )
+        recon, kl, elbo, images = all_reduce_sum(local, self.dist).tolist()
+        recon, kl, elbo = (v / max(1.0, images) for v in (recon, kl, elbo))
         if not all(math.isfinite(v) for v in (recon, kl, elbo)):
             raise TrainingDivergedError(
                 f"training diverged at step {self.step}: the loss became NaN or infinite "
@@ -212,7 +249,7 @@ class Trainer:
             kl=kl,
             elbo=elbo,
             beta=self.beta_at(self.step),
-            images_per_s=window.images / seconds if window.images else 0.0,
+            images_per_s=images / seconds if images else 0.0,
             elapsed_s=self.elapsed_s,
             validation=validation,
             stopped=stopped,
@@ -225,6 +262,8 @@ class Trainer:
         if self.config.num_threads:
             torch.set_num_threads(self.config.num_threads)
         batch = self.config.batch_size
+        local_batch = batch // self.dist.world_size
+        rank_slice = slice(self.dist.rank * local_batch, (self.dist.rank + 1) * local_batch)
         n = len(self.train_digits)
         self.model.train()
         window = _Window.empty(self.device)
@@ -233,20 +272,20 @@ class Trainer:
         stopped = False
         last_tick = time.perf_counter()
         while self.step < self.total_steps and not stopped:
-            order = torch.randperm(n, generator=self.generator, device=self.device)
+            order = torch.randperm(n, generator=self.order_generator, device=self.device)
             for i in range(self.steps_per_epoch):
                 if self.step >= self.total_steps:
                     break
                 if stop_event is not None and stop_event.is_set():
                     stopped = True
                     break
-                index = order[i * batch : (i + 1) * batch]
+                index = order[i * batch : (i + 1) * batch][rank_slice]
                 x = self.train_digits.binary_batch(index, self.generator)
                 labels = self._labels(self.train_digits, index)
                 beta = self.beta_at(self.step)
                 for group in self.optimizer.param_groups:
                     group["lr"] = self._lr_at(self.step)
-                loss, recon_sum, kl_sum, elbo_sum = self._step_terms(x, labels, beta)
+                loss, recon_sum, kl_sum, elbo_sum = self.step_module(x, labels, beta, self.generator)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -255,7 +294,7 @@ class Trainer:
                     w.recon += recon_sum.detach()
                     w.kl += kl_sum.detach()
                     w.elbo += elbo_sum.detach()
-                    w.images += batch
+                    w.images += local_batch
                 now = time.perf_counter()
                 self.elapsed_s += now - last_tick
                 last_tick = now
