@@ -3,18 +3,59 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import streamlit as st
 
+from vae_core import CheckpointError, load_checkpoint
+
 from .figures import digit_picture
 from .registry import ModelEntry
-from .resources import available_models, digits_for, explore_digits
+from .resources import available_models, digits_for, explore_digits, register_session_model, session_models
 
 SELECTED_MODEL = "selected_model"
 
 
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
+
+
+def checkpoint_uploader() -> None:
+    """Sidebar upload of a .safetensors checkpoint: loaded without unpickling, or refused with why."""
+    with st.sidebar.expander("Upload a checkpoint"):
+        upload = st.file_uploader(
+            "A VAE Explorer .safetensors file", type=["safetensors"], key="checkpoint_upload",
+            help="Trained with `python -m vae_core train` or downloaded from the Train page.",
+        )  # fmt: skip
+        if upload is None:
+            return
+        seen = st.session_state.setdefault("checkpoint_uploads_seen", {})
+        if upload.file_id not in seen:
+            seen[upload.file_id] = _register_upload(upload.name, upload.getvalue())
+        ok, message = seen[upload.file_id]
+        (st.success if ok else st.error)(message)
+
+
+def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        return (
+            False,
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB.",
+        )
+    try:
+        checkpoint = load_checkpoint(data)
+    except CheckpointError as exc:
+        return False, f"{name} was not loaded: {exc}"
+    checkpoint.model.requires_grad_(False)
+    key = f"uploaded:{name}:{len(session_models())}"
+    register_session_model(ModelEntry(key, checkpoint, "uploaded", Path(name).stem))
+    st.session_state[SELECTED_MODEL] = key
+    st.session_state.pop("model_picker", None)
+    return True, f"Loaded {name}: {checkpoint.model_config.describe()}. It is now selected."
+
+
 def model_picker(help_text: str | None = None) -> ModelEntry:
     """The sidebar model picker, shared by every page (the choice survives page switches)."""
+    checkpoint_uploader()
     models = available_models()
     if not models:
         st.error(

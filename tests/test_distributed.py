@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO_ROOT
+
 from vae_core import load_checkpoint
 
 SETTINGS = ["--latent-dim", "2", "--hidden", "64", "--epochs", "1", "--batch-size", "128", "--seed", "0",

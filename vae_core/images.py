@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -40,3 +41,66 @@ def save_image_grid(
         picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
     picture.save(path)
     return path
+
+
+MAX_UPLOAD_PIXELS = 25_000_000  # a 5000x5000 photo; larger images are refused before decoding
+
+
+def mnist_style_digit(data: bytes, image_size: int = 28) -> np.ndarray:
+    """A photo or drawing of one digit -> (image_size**2,) float32 in [0, 1], prepared like MNIST.
+
+    MNIST digits are white on black, their ink scaled to fit a 20x20 box (keeping the aspect
+    ratio) and placed in a 28x28 frame with the centre of mass at the centre. We do the same:
+    greyscale, invert a light background, crop to the ink, fit into 20x20, centre by mass.
+    Raises ValueError with a reason for anything that is not a usable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise ValueError("the file is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            kind = probe.format
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise ValueError(
+                    f"the image is {width}x{height} pixels; the limit is {MAX_UPLOAD_PIXELS:,} pixels — "
+                    "crop or shrink it first"
+                )
+            if kind not in ("PNG", "JPEG"):
+                raise ValueError(f"the file is a {kind} image; upload a PNG or JPEG")
+            probe.load()
+            grey = np.asarray(probe.convert("L"), dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ValueError(f"the file is not a readable PNG or JPEG image ({type(exc).__name__})") from None
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:  # dark ink on light paper: MNIST is light ink on black
+        grey, border = 1.0 - grey, 1.0 - border
+    background, brightest = float(np.median(border)), float(grey.max())
+    grey = np.clip((grey - background) / max(brightest - background, 1e-6), 0, 1)
+    ink = grey > 0.2
+    if not ink.any():
+        raise ValueError("no digit found: the image is blank (or all one shade)")
+    rows, cols = np.nonzero(ink)
+    crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    box = round(image_size * 20 / 28)
+    scale = box / max(crop.shape)
+    new_h, new_w = max(1, round(crop.shape[0] * scale)), max(1, round(crop.shape[1] * scale))
+    resized = (
+        np.asarray(
+            Image.fromarray((crop * 255).astype(np.uint8)).resize((new_w, new_h), Image.LANCZOS),
+            dtype=np.float32,
+        )
+        / 255.0
+    )
+    canvas = np.zeros((image_size, image_size), dtype=np.float32)
+    total = resized.sum()
+    cy, cx = (np.array(np.nonzero(resized > -1)).reshape(2, -1) * resized.reshape(-1)).sum(1) / max(
+        total, 1e-6
+    )
+    top = int(round(image_size / 2 - cy))
+    left = int(round(image_size / 2 - cx))
+    top = min(max(top, 0), image_size - new_h)
+    left = min(max(left, 0), image_size - new_w)
+    canvas[top : top + new_h, left : left + new_w] = resized
+    return canvas.reshape(-1)

@@ -1,4 +1,80 @@
-import streamlit as st
+"""Interpolate: encode two digits and decode the latent path between them, linear or spherical."""
 
-st.title("interpolate")
-st.info("This page is being built.")
+import streamlit as st
+import torch
+
+from explorer.figures import digit_picture, grid_picture, interpolation_path_figure, plane_bounds
+from explorer.resources import digits_for, latent_codes
+from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from vae_core import decode, encode, interpolate
+
+entry = model_picker()
+config = entry.config
+digits = digits_for(entry)
+codes = latent_codes(entry)
+
+st.title("Interpolate")
+st.caption(
+    "Both digits are encoded to their posterior means and every point on the way between them is decoded. "
+    "**Linear** walks the straight line; **spherical** (slerp) bends along the sphere, keeping the norm "
+    "‖z‖ where a Gaussian prior puts its mass — in many dimensions the straight line's middle is "
+    "unusually close to the origin, so its decodes can look washed out."
+)
+
+start_column, end_column = st.columns(2)
+with start_column:
+    start = digit_picker(entry, "interp_from", "From", default_class=1)
+    show_digit(digits.grey(start), f"#{start} (a {int(digits.labels[start])})", config.image_size)
+with end_column:
+    end = digit_picker(entry, "interp_to", "To", default_class=7)
+    show_digit(digits.grey(end), f"#{end} (a {int(digits.labels[end])})", config.image_size)
+
+controls = st.columns(3)
+method = controls[0].radio("Path", ("linear", "spherical"), horizontal=True, key="interp_method")
+steps = controls[1].slider("Steps", 3, 25, 10, key="interp_steps")
+condition = None
+if config.conditional:
+    # The encoder sees each digit with its own label; the decoder draws every step as one chosen digit,
+    # so the path interpolates style (slant, thickness) within a class.
+    condition = controls[2].selectbox(
+        "Decode every step as digit", list(range(10)), index=max(int(digits.labels[start]), 0),
+        key="interp_condition",
+    )  # fmt: skip
+
+pair = torch.tensor([start, end])
+binary = (digits.grey(pair) > 0.5).float()  # the models were trained on binary pixels
+mu, _ = encode(entry.model, binary, labels_for(entry, digits.labels[pair]))
+path = interpolate(mu[0], mu[1], steps, method)  # (steps, L)
+images = decode(entry.model, path, labels_for(entry, torch.full((steps,), condition or 0)))
+
+if st.session_state.get("interp_walk", 1) > steps:  # fewer steps than before: stay on the path
+    st.session_state["interp_walk"] = steps
+position = st.slider("Walk along the path", 1, steps, key="interp_walk")
+shown = position - 1
+
+view_column, plane_column = st.columns([1, 2])
+with view_column:
+    t = shown / (steps - 1)
+    st.image(
+        digit_picture(images[shown], config.image_size, scale=280 // config.image_size),
+        caption=f"Step {position} of {steps} · t = {t:.2f} · ‖z‖ = {path[shown].norm():.2f}",
+        width=280,
+    )
+with plane_column:
+    figure = interpolation_path_figure(
+        codes.plane, codes.labels, codes.projection.to_plane(path), shown, plane_bounds(codes.plane),
+        codes.projection.axis_labels(),
+    )  # fmt: skip
+    st.plotly_chart(figure, key="interp_path", config={"displayModeBar": False})
+    if codes.projection.is_pca:
+        st.caption(
+            f"The path drawn on the plane of the first two principal components of the {config.latent_dim}-D "
+            "codes: a curve here can be a straight line in the full space."
+        )
+
+strip = grid_picture(images, config.image_size, columns=steps, scale=2)
+st.image(
+    strip,
+    caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
+    width=strip.shape[1],
+)

@@ -1,4 +1,131 @@
-import streamlit as st
+"""Posterior: for a 2-D model, the exact p(z|x_obs) on a grid beside the encoder's q and an SVI fit q*."""
 
-st.title("posterior")
-st.info("This page is being built.")
+import streamlit as st
+import torch
+
+from explorer.figures import posterior_figure
+from explorer.resources import digits_for
+from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from vae_core import complete_masked_image, encode, exact_posterior_grid, importance_log_px, observed_mask
+from vae_core.inference import HIDDEN_HALVES, observed_elbo
+
+GRIDS_KEY = "posterior_grids"
+SVI_KEY = "posterior_svi_fits"
+KEPT_RESULTS = 12  # a session keeps its latest results, not all it ever computed
+IMPORTANCE_K = 1000
+ELBO_SAMPLES = 1000
+
+entry = model_picker()
+config = entry.config
+
+st.title("Exact posterior vs the encoder")
+if config.latent_dim != 2:
+    st.info(
+        f"The exact posterior is computed on a grid over the latent plane, so it needs a model with a "
+        f"2-D latent; **{entry.name}** has {config.latent_dim} dimensions. Pick a 2-D model in the sidebar "
+        "(e.g. *mlp2d*), or train one on the Train page with latent size 2."
+    )
+    st.stop()
+
+st.caption(
+    "With two latent dimensions the true posterior p(z|x) ∝ p(z)·p(x|z) can be evaluated on a fine grid "
+    "and normalised, so log p(x) is exact up to grid error. Compare it with the encoder's Gaussian "
+    "q(z|x) (red) and with q*(z), the best Gaussian for this one image found by SVI (green). Hide half "
+    "the digit to see a wider, sometimes two-peaked posterior that a single Gaussian cannot follow."
+)
+
+digits = digits_for(entry)
+controls_column, figure_column = st.columns([1, 2])
+with controls_column:
+    digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4)
+    visible = st.radio(
+        "Visible part", ("full", *HIDDEN_HALVES), horizontal=True, key="posterior_visible",
+        format_func=lambda v: "full image" if v == "full" else f"hide {v}",
+    )  # fmt: skip
+    fit_svi = st.toggle("Fit q*(z) by SVI", key="posterior_svi")
+    svi_steps = st.slider("SVI steps", 20, 1000, 300, step=10, key="posterior_svi_steps")
+
+x = (digits.grey(digit) > 0.5).float().reshape(1, -1)  # the binary pixels the model is scored on
+mask = torch.ones(config.pixels) if visible == "full" else observed_mask(visible, config.image_size)
+labels = labels_for(entry, digits.labels[digit : digit + 1])
+
+
+def _remember(store_key: str, key, compute):
+    store = st.session_state.setdefault(store_key, {})
+    if key not in store:
+        store[key] = compute()
+        while len(store) > KEPT_RESULTS:
+            store.pop(next(iter(store)))
+    return store[key]
+
+
+def _exact_and_encoder() -> dict:
+    model = entry.model
+    with torch.no_grad():
+        q = model.posterior(x * mask, labels)
+        generator = torch.Generator(device=model.device).manual_seed(0)
+        encoder_elbo = observed_elbo(model, x, mask, q, labels, ELBO_SAMPLES, generator).item()
+    return {
+        "grid": exact_posterior_grid(model, x, mask, labels),
+        "importance_log_px": importance_log_px(model, x, mask, labels, k=IMPORTANCE_K),
+        "encoder_elbo": encoder_elbo,
+        "full_image_mean": encode(model, x, labels)[0][0].cpu().numpy(),
+    }
+
+
+with st.spinner("Evaluating the posterior on a grid…"):
+    exact = _remember(GRIDS_KEY, (entry.key, digit, visible), _exact_and_encoder)
+svi = None
+if fit_svi:
+    with st.spinner(f"Fitting q*(z) with {svi_steps} SVI steps…"):
+        svi = _remember(
+            SVI_KEY,
+            (entry.key, digit, visible, svi_steps),
+            lambda: complete_masked_image(entry.model, x, mask, labels, steps=svi_steps, n_completions=1),
+        )
+
+with controls_column:
+    pictures = st.columns(2)
+    show_digit(x, f"#{digit} (binarised)", config.image_size, pictures[0])
+    if visible != "full":
+        show_digit(x * mask + 0.5 * (1 - mask), "what the model sees", config.image_size, pictures[1])
+with figure_column:
+    figure = posterior_figure(
+        exact["grid"],
+        svi=(svi.q_mean, svi.q_std) if svi is not None else None,
+        truth_point=exact["full_image_mean"] if visible != "full" else None,
+    )
+    st.plotly_chart(figure, key="posterior_figure", config={"displayModeBar": False})
+
+seen = "x" if visible == "full" else "x_obs"
+log_px = exact["grid"].log_px
+encoder_elbo = exact["encoder_elbo"]
+values = st.columns(4)
+values[0].metric(f"log p({seen}), quadrature", f"{log_px:.2f}", help="exact up to grid error; nats")
+values[1].metric(
+    f"log p({seen}), importance sampled",
+    f"{exact['importance_log_px']:.2f}",
+    help=f"{IMPORTANCE_K} samples from the encoder's q; a stochastic lower bound in expectation",
+)
+values[2].metric("ELBO of encoder q", f"{encoder_elbo:.2f}", help=f"{ELBO_SAMPLES} samples; nats")
+values[3].metric("ELBO of SVI q*", f"{svi.svi_elbo:.2f}" if svi is not None else "—", help="nats")
+
+gaps = st.columns(4)
+gaps[0].metric(
+    "Gap of encoder q",
+    f"{log_px - encoder_elbo:.2f} nats",
+    help="log p − ELBO(q) = KL(q ‖ exact posterior): everything the encoder loses",
+)
+if svi is not None:
+    gaps[1].metric(
+        "Gap of SVI q* (approximation)",
+        f"{log_px - svi.svi_elbo:.2f} nats",
+        help="log p − ELBO(q*): what even the best Gaussian for this image loses",
+    )
+    gaps[2].metric(
+        "Amortisation gap",
+        f"{svi.svi_elbo - encoder_elbo:.2f} nats",
+        help="ELBO(q*) − ELBO(q): what sharing one encoder across all images costs here",
+    )
+else:
+    gaps[1].caption("Turn on **Fit q\\*(z) by SVI** to split the gap into approximation and amortisation.")

@@ -1,0 +1,285 @@
+"""App tests (streamlit AppTest) for the Interpolate, Samples, Complete and Posterior pages.
+
+Each test drives a page's widgets and checks that what the page shows follows them. AppTest serves
+images from a content-addressed store (the URL is a hash of the picture's bytes), so a changed
+URL means a changed picture. Models: the pretrained checkpoints where they exist, and always three
+small untrained models handed to the session as if trained there (2-D, conditional 2-D, 8-D), so
+every test finds the kind of model it needs whatever `pretrained/` holds.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from explorer.registry import ModelEntry
+from vae_core import Checkpoint, ModelConfig, build_model
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+TIMEOUT_S = 180  # a posterior grid plus SVI on a loaded 2-core CI box
+SESSION_MODELS = {  # name -> (latent_dim, conditional)
+    "tiny2d": (2, False),
+    "tiny2dc": (2, True),
+    "tiny8d": (8, False),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    # Two intra-op threads on two busy cores made one SVI run ten times slower here; the app's numbers
+    # do not depend on the thread count.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def session_models() -> dict[str, ModelEntry]:
+    torch.manual_seed(0)
+    entries = {}
+    for name, (latent_dim, conditional) in SESSION_MODELS.items():
+        config = ModelConfig(latent_dim=latent_dim, hidden=(64,), conditional=conditional)
+        model = build_model(config).eval().requires_grad_(False)
+        entries[f"trained:{name}"] = ModelEntry(f"trained:{name}", Checkpoint(model, config), "trained", name)
+    return entries
+
+
+@pytest.fixture
+def app(monkeypatch, session_models):
+    """An AppTest of the whole app, offline, with the small models in the session's model list."""
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["user_models"] = dict(session_models)
+    return at
+
+
+def latent_dim_of(label: str) -> int:
+    found = re.search(r"-(\d+) MLP VAE|latent (\d+)\)", label)
+    assert found, f"no latent size in model label {label!r}"
+    return int(found.group(1) or found.group(2))
+
+
+def open_page(at, page: str, latent_dim: int | None = None, conditional: bool = False):
+    """Switch to a page, then pick the first model (pretrained ones come first) of the wanted kind."""
+    at.switch_page(f"explorer/pages/{page}.py").run()
+    assert not at.exception
+    if latent_dim is not None:
+        picker = at.sidebar.selectbox(key="model_picker")
+        index = next(
+            i
+            for i, label in enumerate(picker.options)
+            if latent_dim_of(label) == latent_dim and ("(conditional)" in label) == conditional
+        )
+        picker.select_index(index).run()
+        assert not at.exception
+    return at
+
+
+def image_with_caption(at, pattern: str):
+    """The image element whose caption matches a regular expression, and that caption."""
+    for image in at.image:
+        for caption in image.captions:
+            if re.search(pattern, caption):
+                return image.value[0], caption
+    raise AssertionError(f"no image captioned like {pattern!r}; captions: {[i.captions for i in at.image]}")
+
+
+def metrics(at) -> dict[str, str]:
+    return {metric.label: metric.value for metric in at.metric}
+
+
+@pytest.mark.parametrize("page", ["interpolate", "samples", "complete", "posterior"])
+def test_page_renders_for_every_model(app, page):
+    app.switch_page(f"explorer/pages/{page}.py").run()
+    picker = app.sidebar.selectbox(key="model_picker")
+    assert len(picker.options) >= len(SESSION_MODELS)
+    for index, label in enumerate(picker.options):
+        picker.select_index(index).run()
+        assert not app.exception, f"{page} failed for {label}"
+        assert app.title[0].value != page  # the placeholder's title was the bare page name
+        picker = app.sidebar.selectbox(key="model_picker")
+
+
+# Interpolate
+
+
+def test_interpolate_steps_slider_sets_the_strip_and_the_walk(app):
+    at = open_page(app, "interpolate", latent_dim=2)
+    strip_url, caption = image_with_caption(at, r"^All \d+ steps")
+    assert caption.startswith("All 10 steps, linear")
+    first_url, first_caption = image_with_caption(at, r"^Step ")
+    assert first_caption.startswith("Step 1 of 10 · t = 0.00")
+
+    at.slider(key="interp_walk").set_value(10).run()
+    last_url, last_caption = image_with_caption(at, r"^Step ")
+    assert last_caption.startswith("Step 10 of 10 · t = 1.00")
+    assert last_url != first_url
+
+    at.slider(key="interp_steps").set_value(5).run()
+    assert not at.exception
+    new_strip_url, caption = image_with_caption(at, r"^All \d+ steps")
+    assert caption.startswith("All 5 steps") and new_strip_url != strip_url
+    # The walk was at step 10: with 5 steps it stays on the path, at its end.
+    _, walk_caption = image_with_caption(at, r"^Step ")
+    assert walk_caption.startswith("Step 5 of 5 · t = 1.00")
+    assert at.slider(key="interp_walk").value == 5
+
+
+def test_interpolate_spherical_path_differs_from_linear(app):
+    at = open_page(app, "interpolate", latent_dim=2)
+    linear_url, _ = image_with_caption(at, r"^All \d+ steps")
+    at.radio(key="interp_method").set_value("spherical").run()
+    spherical_url, caption = image_with_caption(at, r"^All \d+ steps")
+    assert "spherical" in caption
+    assert spherical_url != linear_url
+
+
+def test_interpolate_conditional_model_decodes_the_chosen_digit(app):
+    at = open_page(app, "interpolate", latent_dim=2, conditional=True)
+    condition = at.selectbox(key="interp_condition")
+    assert condition.value == 1  # the "from" digit's class by default
+    before, _ = image_with_caption(at, r"^All \d+ steps")
+    condition.set_value(3).run()
+    after, _ = image_with_caption(at, r"^All \d+ steps")
+    assert not at.exception and after != before
+
+
+def test_interpolate_draws_the_path_on_principal_components_for_a_larger_latent(app):
+    at = open_page(app, "interpolate", latent_dim=8)
+    assert any("principal components of the 8-D codes" in caption.value for caption in at.caption)
+    at.slider(key="interp_walk").set_value(4).run()
+    assert not at.exception
+    assert image_with_caption(at, r"^Step ")[1].startswith("Step 4 of 10")
+
+
+# Samples
+
+
+def test_samples_follow_reseed_temperature_and_count(app):
+    at = open_page(app, "samples", latent_dim=2)
+    means_url, caption = image_with_caption(at, r"^Bernoulli means")
+    binary_url, _ = image_with_caption(at, r"^One binary image")
+    assert "36 samples at T = 1.00, seed 0" in caption
+
+    at.button(key="samples_reseed").click().run()
+    reseeded_url, caption = image_with_caption(at, r"^Bernoulli means")
+    assert "seed 1" in caption and reseeded_url != means_url
+    assert image_with_caption(at, r"^One binary image")[0] != binary_url
+
+    at.slider(key="samples_temperature").set_value(0.5).run()
+    cooled_url, caption = image_with_caption(at, r"^Bernoulli means")
+    assert "T = 0.50, seed 1" in caption and cooled_url != reseeded_url
+
+    at.select_slider(key="samples_count").set_value(16).run()
+    _, caption = image_with_caption(at, r"^Bernoulli means")
+    assert caption.startswith("Bernoulli means p(x|z): 16 samples")
+
+
+def test_samples_seed_survives_a_rerun(app):
+    at = open_page(app, "samples", latent_dim=2)
+    at.button(key="samples_reseed").click().run()
+    url, caption = image_with_caption(at, r"^Bernoulli means")
+    at.run()
+    assert image_with_caption(at, r"^Bernoulli means") == (url, caption)
+
+
+def test_samples_conditional_model_draws_the_chosen_digit(app):
+    at = open_page(app, "samples", latent_dim=2, conditional=True)
+    digit = at.selectbox(key="samples_digit")
+    assert digit.value == "all digits"
+    cycling, _ = image_with_caption(at, r"^Bernoulli means")
+    digit.set_value(3).run()
+    threes, _ = image_with_caption(at, r"^Bernoulli means")
+    assert not at.exception and threes != cycling
+
+
+# Complete
+
+
+def test_complete_runs_svi_and_keeps_the_result(app):
+    at = open_page(app, "complete", latent_dim=2)
+    at.slider(key="complete_steps").set_value(30)
+    at.slider(key="complete_n").set_value(4).run()
+    assert "Run completion" in at.info[0].value
+    assert not metrics(at)
+
+    at.button(key="complete_run").click().run()
+    assert not at.exception
+    shown = metrics(at)
+    svi, encoder = float(shown["ELBO of SVI q*"]), float(shown["ELBO of encoder q"])
+    assert svi < 0 and encoder < 0  # log-likelihoods of binary pixels
+    assert float(shown["SVI gain"].split()[0]) == pytest.approx(svi - encoder, abs=0.02)
+    _, caption = image_with_caption(at, r"completions: z ~ q\*")
+    assert caption.startswith("4 completions")
+    (result,) = at.session_state["completion_results"].values()
+    assert len(result.elbo_trace) == 30 and result.completions.shape[0] == 4
+    # The observed-pixel ELBO climbs during SVI (the trace is noisy: compare averages).
+    assert result.elbo_trace[-10:].mean() > result.elbo_trace[:10].mean()
+
+    at.run()  # any rerun, e.g. another widget touched: the result stays without re-running SVI
+    assert metrics(at) == shown
+
+    at.radio(key="complete_hidden").set_value("left").run()
+    assert not metrics(at) and at.info  # a different half needs its own run
+    at.radio(key="complete_hidden").set_value("top").run()
+    assert metrics(at) == shown
+
+
+@pytest.mark.parametrize(("latent_dim", "conditional"), [(2, True), (8, False)])
+def test_complete_works_for_conditional_and_larger_models(app, latent_dim, conditional):
+    at = open_page(app, "complete", latent_dim=latent_dim, conditional=conditional)
+    at.slider(key="complete_steps").set_value(20)
+    at.slider(key="complete_n").set_value(2).run()
+    at.button(key="complete_run").click().run()
+    assert not at.exception
+    assert {"ELBO of SVI q*", "ELBO of encoder q", "SVI gain"} <= set(metrics(at))
+    assert image_with_caption(at, r"completions: z ~ q\*")[1].startswith("2 completions")
+
+
+# Posterior
+
+
+def test_posterior_shows_exact_likelihood_and_encoder_gap(app):
+    at = open_page(app, "posterior", latent_dim=2)
+    shown = metrics(at)
+    log_px = float(shown["log p(x), quadrature"])
+    importance = float(shown["log p(x), importance sampled"])
+    encoder_elbo = float(shown["ELBO of encoder q"])
+    assert encoder_elbo <= log_px + 0.5  # a lower bound, up to Monte Carlo noise
+    assert importance == pytest.approx(log_px, abs=3.0)
+    assert float(shown["Gap of encoder q"].split()[0]) == pytest.approx(log_px - encoder_elbo, abs=0.02)
+    assert shown["ELBO of SVI q*"] == "—"
+
+    # Half the pixels hidden: the marginal of fewer pixels is a sum over the hidden ones, so larger.
+    at.radio(key="posterior_visible").set_value("top").run()
+    assert not at.exception
+    assert float(metrics(at)["log p(x_obs), quadrature"]) > log_px
+
+
+def test_posterior_svi_toggle_adds_q_star_and_the_gaps(app):
+    at = open_page(app, "posterior", latent_dim=2)
+    at.slider(key="posterior_svi_steps").set_value(30)
+    at.toggle(key="posterior_svi").set_value(True).run()
+    assert not at.exception
+    shown = metrics(at)
+    svi_elbo, log_px = float(shown["ELBO of SVI q*"]), float(shown["log p(x), quadrature"])
+    assert svi_elbo <= log_px + 0.5
+    assert float(shown["Amortisation gap"].split()[0]) == pytest.approx(
+        svi_elbo - float(shown["ELBO of encoder q"]), abs=0.02
+    )
+    assert "Gap of SVI q* (approximation)" in shown
+    fits = at.session_state["posterior_svi_fits"]
+    assert [len(fit.elbo_trace) for fit in fits.values()] == [30]
+
+
+def test_posterior_explains_itself_for_a_model_that_is_not_2d(app):
+    at = open_page(app, "posterior", latent_dim=8)
+    assert not at.exception
+    assert "2-D latent" in at.info[0].value and "8 dimensions" in at.info[0].value
+    assert not metrics(at)
