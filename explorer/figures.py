@@ -63,6 +63,7 @@ def latent_map_figure(
     clicked_point: tuple[float, float] | None = None,
     posterior: tuple | None = None,
     height: int = 520,
+    own_digit: tuple[float, float] | None = None,
 ) -> go.Figure:
     """Encoded digits coloured by label over an invisible grid of clickable points.
 
@@ -103,6 +104,12 @@ def latent_map_figure(
         ex, ey = ellipse_points(*posterior)
         figure.add_trace(
             go.Scatter(x=ex, y=ey, mode="lines", name="q(z|x), 2σ", line={"color": "black", "width": 2},
+                       hoverinfo="skip")
+        )  # fmt: skip
+    if own_digit is not None:
+        figure.add_trace(
+            go.Scatter(x=[own_digit[0]], y=[own_digit[1]], mode="markers", name="your digit",
+                       marker={"symbol": "star", "size": 18, "color": "gold", "line": {"width": 1.5, "color": "black"}},
                        hoverinfo="skip")
         )  # fmt: skip
     if clicked_point is not None:
@@ -169,8 +176,8 @@ def posterior_figure(grid, svi: tuple | None = None, truth_point=None, height: i
     if truth_point is not None:
         figure.add_trace(go.Scatter(x=[truth_point[0]], y=[truth_point[1]], mode="markers",
                                     name="encoder mean, full image", marker={"symbol": "x", "size": 12}))  # fmt: skip
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                         xaxis_title="z₁", yaxis_title="z₂", legend={"orientation": "h"})  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="z₁",
+                         yaxis_title="z₂", legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
     return figure
 
 

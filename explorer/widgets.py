@@ -35,17 +35,22 @@ def checkpoint_uploader() -> None:
         (st.success if ok else st.error)(message)
 
 
-def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
+def checkpoint_from_upload(name: str, data: bytes):
+    """An uploaded file as a Checkpoint, or CheckpointError saying why not (nothing is unpickled)."""
     if len(data) > MAX_CHECKPOINT_BYTES:
-        return (
-            False,
-            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB.",
+        raise CheckpointError(
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB"
         )
+    checkpoint = load_checkpoint(data)
+    checkpoint.model.requires_grad_(False)
+    return checkpoint
+
+
+def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     try:
-        checkpoint = load_checkpoint(data)
+        checkpoint = checkpoint_from_upload(name, data)
     except CheckpointError as exc:
         return False, f"{name} was not loaded: {exc}"
-    checkpoint.model.requires_grad_(False)
     key = f"uploaded:{name}:{len(session_models())}"
     register_session_model(ModelEntry(key, checkpoint, "uploaded", Path(name).stem))
     st.session_state[SELECTED_MODEL] = key

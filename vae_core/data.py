@@ -14,6 +14,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import os
+import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,15 +148,40 @@ def _read_idx_split(directory: Path, split: str) -> tuple[np.ndarray, np.ndarray
     return images.reshape(len(images), -1), labels
 
 
+MNIST_MIRROR_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first MNIST mirror
+
+
+def network_reachable(host: str = MNIST_MIRROR_HOST, port: int = 443, timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to `host` opens within `timeout` seconds, name lookup included.
+
+    Offline, torchvision's download walks every mirror through slow name-lookup failures
+    (about 14 s here); this answers in at most `timeout`, so callers can fall back at once.
+    """
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(result and result[0])
+
+
 def _download_split(split: str) -> tuple[np.ndarray, np.ndarray, Path]:
-    # torchvision is imported only here: the app and the CLI need it only for downloads.
-    try:
-        from torchvision.datasets import MNIST
-    except Exception as exc:  # pragma: no cover - depends on the install
-        raise DataError(f"torchvision is not importable, so MNIST cannot be downloaded: {exc}") from exc
     root = default_cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
+        already_here = _find_idx_file(root / "MNIST" / "raw", IDX_FILES[split][0]) is not None
+        if not already_here and not network_reachable():
+            raise OSError(f"no network: {MNIST_MIRROR_HOST} is unreachable")
+        # torchvision is imported only here (it takes seconds): only downloads need it.
+        from torchvision.datasets import MNIST
+
         dataset = MNIST(str(root), train=(split == "train"), download=True)
     except Exception as exc:
         raise DataError(

@@ -8,7 +8,8 @@ from explorer.figures import grid_picture, latent_map_figure, plane_bounds
 from explorer.resources import digits_for, latent_codes
 from explorer.selection import click_from_selection
 from explorer.widgets import labels_for, model_picker, show_digit
-from vae_core import decode, reconstruct
+from vae_core import decode, elbo_terms, encode, reconstruct
+from vae_core.images import mnist_style_digit
 
 entry = model_picker()
 config = entry.config
@@ -16,6 +17,7 @@ codes = latent_codes(entry)
 digits = digits_for(entry)
 bounds = plane_bounds(codes.plane)
 click_key = f"latent_click:{entry.key}"
+own_key = f"own_digit:{entry.key}"
 
 st.title("Latent map")
 pca_note = (
@@ -36,6 +38,14 @@ if config.conditional:
     )
 
 
+@torch.no_grad()
+def _test_elbos(entry) -> torch.Tensor:
+    """ELBOs of the mapped test digits: the yardstick for an uploaded digit's typicality."""
+    n = len(codes.plane)
+    labels = labels_for(entry, codes.labels)
+    return elbo_terms(entry.model, digits.subset(slice(0, n)).fixed_binary(), labels).elbo
+
+
 def _remember_click(chart_key: str) -> None:
     click = click_from_selection(st.session_state[chart_key].get("selection"))
     if click is not None:  # a changed figure resets the selection: keep the last real click
@@ -50,9 +60,10 @@ def map_and_decoded() -> None:
     if click is not None and click.on_digit and not codes.projection.is_pca and config.latent_dim == 2:
         posterior = (codes.mu[click.digit_index], codes.sigma[click.digit_index])
     clicked_point = (click.x, click.y) if click is not None and not click.on_digit else None
+    own = st.session_state.get(own_key)
     figure = latent_map_figure(
         codes.plane, codes.labels, bounds, codes.projection.axis_labels(), clicked_point=clicked_point,
-        posterior=posterior,
+        posterior=posterior, own_digit=own["plane"] if own else None,
     )  # fmt: skip
     left, right = st.columns([3, 1])
     with left:
@@ -89,6 +100,43 @@ def map_and_decoded() -> None:
             )  # fmt: skip
             st.session_state["latent_map_last_decoded"] = recon.numpy()
 
+
+with st.expander("Your own digit: upload a photo or drawing (PNG or JPEG)"):
+    upload = st.file_uploader("A picture of one digit", type=["png", "jpg", "jpeg"], key="own_digit_upload")
+    if upload is None:
+        st.session_state.pop(own_key, None)
+    else:
+        try:
+            own_pixels = mnist_style_digit(upload.getvalue(), config.image_size)
+        except ValueError as exc:
+            st.error(f"{upload.name} was not used: {exc}.")
+            st.session_state.pop(own_key, None)
+        else:
+            own_x = torch.from_numpy(own_pixels)[None]
+            own_label = labels_for(entry, torch.tensor([condition or 0]))
+            own_binary = (own_x > 0.5).float()
+            own_mu, _ = encode(entry.model, own_binary, own_label)
+            plane = codes.projection.to_plane(own_mu)[0]
+            with torch.no_grad():  # the ELBO's expectation, averaged over 64 draws
+                draws = [elbo_terms(entry.model, own_binary, own_label).elbo for _ in range(64)]
+            own_elbo = float(torch.stack(draws).mean())
+            st.session_state[own_key] = {"plane": (float(plane[0]), float(plane[1])), "elbo": own_elbo}
+            typical = entry.cached("test_elbos", lambda: _test_elbos(entry))
+            share = float((typical < own_elbo).mean())
+            cols = st.columns(3)
+            show_digit(own_pixels, "your digit, MNIST-style 28×28", config.image_size, cols[0])
+            show_digit(
+                reconstruct(entry.model, own_binary, own_label)[0],
+                "reconstruction",
+                config.image_size,
+                cols[1],
+            )
+            cols[2].metric("ELBO (nats)", f"{own_elbo:.1f}", help="higher = more typical for this model")
+            cols[2].caption(
+                f"{100 * share:.0f}% of test digits have a lower ELBO"
+                + (" — this looks out of distribution for the model." if share < 0.02 else ".")
+            )
+            st.caption("Your digit is the gold star on the map.")
 
 map_and_decoded()
 

@@ -1,0 +1,98 @@
+"""Uploads: checkpoints and digit pictures. Bad files get a reason; nothing executes."""
+
+import io
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from explorer.widgets import MAX_CHECKPOINT_BYTES, checkpoint_from_upload
+from vae_core import CheckpointError, ModelConfig, build_model
+from vae_core.checkpoint import checkpoint_bytes
+from vae_core.images import MAX_UPLOAD_PIXELS, mnist_style_digit
+
+
+def _png(image: Image.Image, kind: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, kind)
+    return buffer.getvalue()
+
+
+def _drawn_seven(width=300, height=200, ink=0, paper=255) -> Image.Image:
+    image = Image.new("L", (width, height), paper)
+    ImageDraw.Draw(image).line([(100, 30), (160, 30), (120, 170)], fill=ink, width=18)
+    return image
+
+
+def test_a_dark_on_light_drawing_becomes_a_centred_white_on_black_mnist_digit():
+    pixels = mnist_style_digit(_png(_drawn_seven())).reshape(28, 28)
+    assert pixels.dtype == np.float32 and 0 <= pixels.min() and pixels.max() <= 1
+    ink = pixels > 0.5
+    rows, cols = np.nonzero(ink)
+    assert rows.max() - rows.min() + 1 == 20  # the long side fits a 20-pixel box, as in MNIST
+    rows_idx, cols_idx = np.indices(pixels.shape)
+    centre = np.array([(rows_idx * pixels).sum(), (cols_idx * pixels).sum()]) / pixels.sum()
+    assert np.allclose(centre, 14, atol=1.0)  # centre of mass at the centre
+    assert pixels[0].max() == 0 and pixels[:, 0].max() == 0  # black background
+
+
+def test_light_on_dark_and_jpeg_give_the_same_digit():
+    light_on_dark = mnist_style_digit(_png(_drawn_seven(ink=255, paper=0)))
+    jpeg = mnist_style_digit(_png(_drawn_seven().convert("RGB"), "JPEG"))
+    png = mnist_style_digit(_png(_drawn_seven()))
+    assert np.abs(light_on_dark - png).mean() < 0.02
+    assert np.abs(jpeg - png).mean() < 0.05
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 not an image", "not a readable PNG or JPEG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not a readable PNG or JPEG"),
+        (_png(Image.new("L", (50, 50), 255)), "blank"),
+        (_png(_drawn_seven(), "GIF"), "GIF"),
+    ],
+)
+def test_files_that_are_not_usable_digit_pictures_say_why(data, reason):
+    with pytest.raises(ValueError, match=reason):
+        mnist_style_digit(data)
+
+
+def test_a_huge_image_is_refused_before_it_is_decoded():
+    huge = _png(Image.new("L", (6000, 5000), 0))  # compresses to a few KB, 30 M pixels decoded
+    assert 6000 * 5000 > MAX_UPLOAD_PIXELS
+    with pytest.raises(ValueError, match="limit"):
+        mnist_style_digit(huge)
+
+
+class _Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_uploaded_checkpoints_load_or_are_refused_with_a_reason(tmp_path):
+    good = checkpoint_bytes(build_model(ModelConfig(latent_dim=2, hidden=(16,))))
+    assert checkpoint_from_upload("good.safetensors", good).model_config.latent_dim == 2
+    marker = tmp_path / "ran"
+    bad_files = {
+        "pickle": pickle.dumps(_Exploit(marker)),
+        "truncated": good[: len(good) // 2],
+        "torch zip": _torch_zip(),
+        "too big": b"\x00" * (MAX_CHECKPOINT_BYTES + 1),
+    }
+    for name, data in bad_files.items():
+        with pytest.raises(CheckpointError):
+            checkpoint_from_upload(f"{name}.safetensors", data)
+    assert not marker.exists()
+
+
+def _torch_zip() -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(2)}, buffer)
+    return buffer.getvalue()
