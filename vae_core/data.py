@@ -15,6 +15,7 @@ import gzip
 import importlib.util
 import os
 import socket
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,12 +96,21 @@ class DigitImages:
 
 
 def default_cache_dir() -> Path:
-    """Where downloads go: $VAE_CACHE_DIR, else the user's cache directory."""
+    """Where downloads go: $VAE_CACHE_DIR, else the user's cache directory, else the temp directory.
+
+    Never the repository: a read-only checkout (as on some hosts) must work.
+    """
     env = os.environ.get(CACHE_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "vae_explorer"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vae_explorer"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / "vae_explorer"
 
 
 def _find_idx_file(directory: Path, stem: str) -> Path | None:
