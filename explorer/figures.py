@@ -104,7 +104,7 @@ def latent_map_figure(
         ex, ey = ellipse_points(*posterior)
         figure.add_trace(
             go.Scatter(x=ex, y=ey, mode="lines", name="q(z|x), 2σ", line={"color": "black", "width": 2},
-                       hoverinfo="skip")
+                       hoverinfo="skip", showlegend=False)
         )  # fmt: skip
     if own_digit is not None:
         figure.add_trace(
@@ -117,6 +117,7 @@ def latent_map_figure(
             go.Scatter(
                 x=[clicked_point[0]], y=[clicked_point[1]], mode="markers", name="decoded point",
                 marker={"symbol": "x", "size": 14, "color": "black", "line": {"width": 2}}, hoverinfo="skip",
+                showlegend=False,  # a legend entry would narrow the plot and move points under the cursor
             )
         )  # fmt: skip
     figure.update_layout(

@@ -58,6 +58,10 @@ def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     return True, f"Loaded {name}: {checkpoint.model_config.describe()}. It is now selected."
 
 
+def _remember_model() -> None:
+    st.session_state[SELECTED_MODEL] = st.session_state["model_picker"]
+
+
 def model_picker(help_text: str | None = None) -> ModelEntry:
     """The sidebar model picker, shared by every page (the choice survives page switches)."""
     checkpoint_uploader()
@@ -70,11 +74,14 @@ def model_picker(help_text: str | None = None) -> ModelEntry:
         st.stop()
     keys = list(models)
     wanted = st.session_state.get(SELECTED_MODEL)
-    if st.session_state.get("model_picker") not in keys:
-        st.session_state["model_picker"] = wanted if wanted in keys else keys[0]
+    # Each page's picker is a different widget, and after a page switch this key can still hold
+    # the previous page's value while the new widget starts at its default: seed it on every run
+    # from the remembered choice; the on_change callback (run before the script) records a change.
+    st.session_state["model_picker"] = wanted if wanted in keys else keys[0]
     choice = st.sidebar.selectbox(
-        "Model", keys, key="model_picker", format_func=lambda k: models[k].label, help=help_text
-    )
+        "Model", keys, key="model_picker", format_func=lambda k: models[k].label, help=help_text,
+        on_change=_remember_model,
+    )  # fmt: skip
     st.session_state[SELECTED_MODEL] = choice
     st.sidebar.caption(explore_digits().note)
     return models[choice]

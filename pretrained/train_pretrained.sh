@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 : "${VAE_DATA_DIR:?set VAE_DATA_DIR to a folder with the MNIST IDX files}"
 threads=${THREADS:-1}
 train() { python -m vae_core train --threads "$threads" --quiet --eval-k 5000 "$@"; }
-for name in "${@:-mlp2d cmlp2d mlp20 best}"; do
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(mlp2d cmlp2d mlp20 best)
+for name in "${names[@]}"; do
   case $name in
     mlp2d)  train --latent-dim 2 --hidden 512,256 --epochs 60 --objective iwae --k 5 --lr-decay --out pretrained/mlp2d.safetensors ;;
     cmlp2d) train --latent-dim 2 --hidden 512,256 --conditional --epochs 30 --lr-decay --out pretrained/cmlp2d.safetensors ;;

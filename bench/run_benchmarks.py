@@ -1,0 +1,190 @@
+"""One command for the performance figures: `python bench/run_benchmarks.py --data-dir DIR`.
+
+Everything is compared within one run (ratios), since timings on shared machines are noisy:
+  a. training throughput of the 784-400-20 MLP, vae_core's Trainer vs a reference loop that
+     mirrors the classic PyTorch VAE example, at batch 128 and 512, and their test ELBO;
+  b. the CPU FLOP bound for that model (measured GEMM throughput / FLOPs per image);
+  c. inference latencies (decode, manifold grid, half-image completion, log p(x) of 1,000 digits);
+  d. the app's click -> decoded image latency and memory (bench/click_latency.py, a real browser).
+Writes JSON (--json) and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.reference_vae_loop import reference_test_elbo, train_reference  # noqa: E402
+from vae_core import (  # noqa: E402
+    ModelConfig,
+    TrainConfig,
+    Trainer,
+    complete_masked_image,
+    decode,
+    load_digits,
+    load_train_validation,
+    log_likelihood_estimate,
+    observed_mask,
+)
+from vae_core.cli import evaluate_model  # noqa: E402
+
+LAYERS = [(784, 400), (400, 40), (20, 400), (400, 784)]  # (in, out) of the 784-400-20 MLP's Linear layers
+
+
+def flops_per_training_image() -> int:
+    """Multiply-adds x2 of one image's forward and backward GEMMs.
+
+    Forward: 2*in*out per layer. Backward: the weight gradient (2*in*out) for every layer and the
+    input gradient (2*in*out) for every layer but the first (pixels need no gradient).
+    """
+    forward = sum(2 * i * o for i, o in LAYERS)
+    backward = sum(2 * i * o for i, o in LAYERS) + sum(2 * i * o for i, o in LAYERS[1:])
+    return forward + backward
+
+
+def gemm_bound_images_per_s(batch: int, repeats: int = 30) -> dict:
+    """Time exactly the GEMMs one training step needs (no elementwise work): the FLOP bound."""
+    mats = []
+    for i, o in LAYERS:
+        x, w, g = torch.randn(batch, i), torch.randn(o, i), torch.randn(batch, o)
+        mats.append((x, w, g))
+
+    def one_step():
+        for n, (x, w, g) in enumerate(mats):
+            torch.mm(x, w.t())  # forward
+            torch.mm(g.t(), x)  # weight gradient
+            if n:
+                torch.mm(g, w)  # input gradient
+
+    for _ in range(5):
+        one_step()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        one_step()
+        times.append(time.perf_counter() - started)
+    seconds = statistics.median(times)
+    flops = flops_per_training_image() * batch
+    return {"gflops": flops / seconds / 1e9, "images_per_s": batch / seconds}
+
+
+def bench_training(data_dir, epochs: float, batch: int) -> dict:
+    train, valid = load_train_validation(data_dir)
+    test = load_digits("test", data_dir)
+    binary_test = test.fixed_binary()
+    config = ModelConfig(latent_dim=20, hidden=(400,))
+    trainer = Trainer(
+        config, TrainConfig(epochs=epochs, batch_size=batch, seed=0, log_every=50), train, valid
+    )
+    for _ in trainer.run():
+        pass
+    ours = evaluate_model(trainer.model, test, k=1)["elbo"]
+    reference = train_reference(train.pixels, train.labels, epochs, batch, seed=0)
+    theirs = reference_test_elbo(reference["model"], binary_test)
+    return {
+        "batch": batch,
+        "epochs": epochs,
+        "vae_core_images_per_s": trainer.metrics()["images_per_s"],
+        "reference_images_per_s": reference["images_per_s"],
+        "speedup": trainer.metrics()["images_per_s"] / reference["images_per_s"],
+        "vae_core_test_elbo": ours,
+        "reference_test_elbo": theirs,
+        "model": trainer.model,
+    }
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bench_inference(model, data_dir) -> dict:
+    test = load_digits("test", data_dir)
+    binary = test.fixed_binary()
+    model.eval()
+    z_one = torch.zeros(1, model.latent_dim)
+    z_grid = torch.randn(400, model.latent_dim)
+    mask = observed_mask("top")
+    with torch.no_grad():
+        results = {
+            "decode_one_point_ms": 1e3 * _median_seconds(lambda: decode(model, z_one), 200),
+            "manifold_grid_20x20_ms": 1e3 * _median_seconds(lambda: decode(model, z_grid), 30),
+        }
+    results["completion_300_steps_s"] = _median_seconds(
+        lambda: complete_masked_image(model, binary[0], mask, steps=300, n_completions=8), 3
+    )
+    started = time.perf_counter()
+    log_likelihood_estimate(model, binary[:1000], k=1000)
+    results["log_px_1000_digits_k1000_s"] = time.perf_counter() - started
+    return results
+
+
+def bench_click(skip: bool) -> dict:
+    script = REPO / "bench" / "click_latency.py"
+    if skip or not script.is_file():
+        return {"skipped": True}
+    out = REPO / "bench" / "results" / "click_latency.json"
+    out.parent.mkdir(exist_ok=True)
+    subprocess.run(
+        [sys.executable, str(script), "--clicks", "30", "--json", str(out)], check=True, timeout=900
+    )
+    return json.loads(out.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX folder ($VAE_DATA_DIR)")
+    parser.add_argument("--epochs", type=float, default=10, help="epochs for the throughput/ELBO comparison")
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
+    args = parser.parse_args()
+    report = {"machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
+                          "torch": torch.__version__}}  # fmt: skip
+    training = []
+    for batch in (128, 512):
+        result = bench_training(args.data_dir, args.epochs, batch)
+        model = result.pop("model")
+        result.update({f"gemm_bound_{k}": v for k, v in gemm_bound_images_per_s(batch).items()})
+        result["fraction_of_flop_bound"] = result["vae_core_images_per_s"] / result["gemm_bound_images_per_s"]
+        training.append(result)
+    report["training"] = training
+    report["flops_per_training_image"] = flops_per_training_image()
+    report["inference"] = bench_inference(model, args.data_dir)
+    report["app_click"] = bench_click(args.skip_browser)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(report, indent=2))
+    print(
+        "| batch | vae_core img/s | reference img/s | speed-up | FLOP bound img/s | of bound | test ELBO ours / ref |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in training:
+        print(f"| {r['batch']} | {r['vae_core_images_per_s']:,.0f} | {r['reference_images_per_s']:,.0f} | "
+              f"{r['speedup']:.2f}× | {r['gemm_bound_images_per_s']:,.0f} | {100 * r['fraction_of_flop_bound']:.0f}% | "
+              f"{r['vae_core_test_elbo']:.2f} / {r['reference_test_elbo']:.2f} |")  # fmt: skip
+    print()
+    for name, value in report["inference"].items():
+        print(f"- {name}: {value:.3f}")
+    click = report["app_click"]
+    if not click.get("skipped"):
+        print(f"- click -> image: {json.dumps({k: v for k, v in click.items() if not isinstance(v, list)})}")
+    print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Chart builders for the Train page: pure functions from a run's event dicts and arrays to
+Vega-Lite specs and data frames (no Streamlit), so they can be tested without a browser.
+
+Why Vega-Lite and not plotly here: the page redraws these charts twice a second. Streamlit derives
+a plotly chart's identity from its whole figure, so every redraw with new data remounted the chart
+in the browser (measured: a new plot node on every poll, flicker, and the browser plus the server
+eating the CPU the training thread needed). A Vega-Lite chart with a `key` keeps its identity while
+its data changes, so the browser updates it in place. The spec is kept constant during a run for
+the same reason; everything that changes travels in the data frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from .figures import DIGIT_COLOURS
+
+# (event field, chart title); validation dicts use the same field names
+CURVE_TERMS = (
+    ("elbo", "ELBO"),
+    ("recon", "Reconstruction log p(x|z)"),
+    ("kl", "KL(q(z|x) ‖ p(z))"),
+)
+STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
+SERIES = (STEP, SMOOTHED, EPOCH, VALIDATION)
+TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
+
+
+def smooth(values, weight: float = 0.6) -> np.ndarray:
+    """Exponential moving average with bias correction, so the first points are not pulled to 0."""
+    values = np.asarray(values, dtype=float)
+    out = np.empty_like(values)
+    average, correction = 0.0, 1.0
+    for i, value in enumerate(values):
+        average = weight * average + (1 - weight) * value
+        correction *= weight
+        out[i] = average / (1 - correction) if correction < 1 else value
+    return out
+
+
+def epoch_rows(events: list[dict]) -> list[dict]:
+    """Per-epoch rows: each epoch event, plus the final event of a run stopped mid-epoch."""
+    rows = [e for e in events if e["kind"] == "epoch"]
+    done = [e for e in events if e["kind"] == "done"]
+    if done and (not rows or not math.isclose(done[-1]["epoch"], rows[-1]["epoch"])):
+        rows.append(done[-1])
+    return rows
+
+
+def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_points: int = 500) -> pd.DataFrame:
+    """One term's curves in long form: columns epoch, value, series (one of SERIES).
+
+    A long run keeps every n-th step event (smoothed over all of them, the newest always kept):
+    the page resends this twice a second, and a few hundred points per line look the same as
+    thousands.
+    """
+    frames = []
+    steps = [e for e in events if e["kind"] == "step"]
+    if steps:
+        stride = max(1, math.ceil(len(steps) / max_points))
+        keep = slice((len(steps) - 1) % stride, None, stride)
+        epochs = np.array([e["epoch"] for e in steps])[keep]
+        values = np.array([e[term] for e in steps], dtype=float)
+        frames.append(pd.DataFrame({"epoch": epochs, "value": values[keep], "series": STEP}))
+        frames.append(
+            pd.DataFrame({"epoch": epochs, "value": smooth(values, smoothing)[keep], "series": SMOOTHED})
+        )
+    epochs = epoch_rows(events)
+    if epochs:
+        frames.append(
+            pd.DataFrame(
+                {"epoch": [e["epoch"] for e in epochs], "value": [e[term] for e in epochs], "series": EPOCH}
+            )
+        )
+    validated = [e for e in epochs if e.get("validation")]
+    if validated:
+        frames.append(
+            pd.DataFrame(
+                {
+                    "epoch": [e["epoch"] for e in validated],
+                    "value": [e["validation"][term] for e in validated],
+                    "series": VALIDATION,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame({"epoch": pd.Series(dtype=float), "value": pd.Series(dtype=float), "series": ""})
+    return pd.concat(frames, ignore_index=True)
+
+
+def _only(series: str) -> list[dict]:
+    return [{"filter": {"field": "series", "equal": series}}]
+
+
+def curve_spec(title: str) -> dict:
+    """A layered line chart of one term: faint raw steps, a smoothed line, epoch and validation points.
+
+    No legend (three would repeat it and squeeze the plots): the page explains the marks once.
+    """
+    return {
+        "title": title,
+        "encoding": {
+            "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
+            "y": {"field": "value", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},
+            "color": {
+                "field": "series", "type": "nominal", "title": None,
+                "scale": {"domain": list(SERIES), "range": [TRAIN_COLOUR, TRAIN_COLOUR, TRAIN_COLOUR, VALIDATION_COLOUR]},
+                "legend": None,
+            },
+            "tooltip": [{"field": "series"}, {"field": "epoch", "format": ".2f"}, {"field": "value", "format": ".2f"}],
+        },
+        "layer": [
+            {"transform": _only(STEP), "mark": {"type": "line", "strokeWidth": 1, "opacity": 0.35}},
+            {"transform": _only(SMOOTHED), "mark": {"type": "line", "strokeWidth": 2}},
+            {"transform": _only(EPOCH), "mark": {"type": "point", "size": 60, "filled": False}},
+            {"transform": _only(VALIDATION), "mark": {"type": "line", "point": True, "strokeWidth": 2}},
+        ],
+    }  # fmt: skip
+
+
+def latent_frame(plane, labels) -> pd.DataFrame:
+    """Encoder means (N, 2) and labels as columns x, y, digit (a string: the colour is nominal)."""
+    points, labels = np.asarray(plane, dtype=float), np.asarray(labels)
+    return pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "digit": labels.astype(str)})
+
+
+def latent_spec(axis_titles: tuple[str, str] = ("z₁", "z₂")) -> dict:
+    """Encoder means coloured by digit. Pass constant axis titles during a run (see module doc)."""
+    return {
+        "mark": {"type": "circle", "size": 18, "opacity": 0.75},
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative", "title": axis_titles[0], "scale": {"zero": False}},
+            "y": {"field": "y", "type": "quantitative", "title": axis_titles[1], "scale": {"zero": False}},
+            "color": {
+                "field": "digit", "type": "nominal", "title": "digit",
+                "scale": {"domain": [str(d) for d in range(10)], "range": list(DIGIT_COLOURS)},
+            },
+            "tooltip": [{"field": "digit"}],
+        },
+    }  # fmt: skip
+
+
+def format_duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', or '—' for an unknown (infinite) duration."""
+    if not math.isfinite(seconds):
+        return "—"
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

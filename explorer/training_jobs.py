@@ -1,0 +1,451 @@
+"""Training runs that live in a background thread while the Train page polls them.
+
+A `TrainingJob` owns one `vae_core.Trainer` and one thread that iterates `Trainer.run()`. The
+thread never touches Streamlit: it writes plain Python/numpy state under the job's lock, and the
+page reads a copy of it (`snapshot()`) from a fragment that reruns every half second. Control goes
+the other way through `threading.Event`s: stop (the Trainer's own stop event), pause/resume (the
+thread parks between events), and a watchdog: a job that nobody has `touch()`ed for
+`idle_timeout_s` stops itself, so a closed tab cannot keep a CPU busy forever.
+
+About threads: `TrainConfig(num_threads=1)` makes the Trainer call `torch.set_num_threads(1)` in
+the training thread. In this torch build (OpenMP backend) that is not process-global in the plain
+sense: threads that already ran torch code keep their own pool size, but the value is also stored
+globally and every thread *created afterwards* starts with it. Streamlit runs each script rerun in a
+fresh thread, so after the first run starts, the app's other inference runs with one intra-op
+thread too. On a small shared CPU that is what we want: two threads per run under any other load
+were measured 10x slower than one (oversubscription).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import math
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vae_core import (
+    Checkpoint,
+    DataError,
+    DigitImages,
+    LatentProjection,
+    ModelConfig,
+    TrainConfig,
+    Trainer,
+    VAEError,
+    checkpoint_bytes,
+    decode,
+    encode,
+    load_digits,
+    load_sample_digits,
+    reconstruct,
+)
+from vae_core.config import config_to_dict
+
+IDLE_TIMEOUT_S = float(os.environ.get("VAE_TRAIN_IDLE_TIMEOUT_S", "60"))
+SNAPSHOT_EVERY_S = 0.5
+MAX_ACTIVE_JOBS = int(os.environ.get("VAE_MAX_TRAINING_JOBS", "2"))  # per server process
+RECON_DIGITS = 8
+PRIOR_SAMPLES = 16
+SCATTER_DIGITS = 1000
+LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
+
+RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
+ENDED = (STOPPED, FINISHED, FAILED)
+
+_ids = itertools.count(1)
+_active: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
+_active_lock = threading.Lock()
+
+
+def active_job_count() -> int:
+    """Jobs of every session of this server whose thread is still training."""
+    with _active_lock:
+        return sum(1 for job in _active if job.is_alive())
+
+
+# ----------------------------------------------------------------------------------------- data
+DATA_FULL = "full"
+DATA_SAMPLE = "sample"
+SAMPLE_VALIDATION = 500  # of the bundled 5,000: the rest trains
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    train: DigitImages
+    validation: DigitImages
+    note: str  # what the page tells the user about these digits
+
+
+def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> TrainingData:
+    """MNIST's 60k training digits (last 10k held out), or the bundled 5k sample (last 500 held out).
+
+    "full" falls back to the sample when $VAE_DATA_DIR is unset and no download is possible, and
+    says so in `note`. Pixels stay uint8: a Trainer on the CPU slices them without a copy.
+    """
+    if source not in (DATA_FULL, DATA_SAMPLE):
+        raise DataError(f"training data must be {DATA_FULL!r} or {DATA_SAMPLE!r}, got {source!r}")
+    if source == DATA_FULL:
+        digits = load_digits("train", allow_download=allow_download, allow_sample=True)
+    else:
+        digits = load_sample_digits()
+    # load_train_validation would refuse the 5k fallback with its fixed 10k validation split.
+    held_out = 10_000 if len(digits) > 20_000 else SAMPLE_VALIDATION
+    if held_out == SAMPLE_VALIDATION:
+        # The bundled sample is sorted by class (500 zeros, then 500 ones, ...): a plain tail split
+        # would validate on nines only and train on none. A fixed shuffle keeps runs reproducible.
+        digits = digits.subset(torch.randperm(len(digits), generator=torch.Generator().manual_seed(0)))
+    cut = len(digits) - held_out
+    train, validation = digits.subset(slice(0, cut)), digits.subset(slice(cut, None))
+    note = f"{len(train):,} training and {len(validation):,} validation digits from {digits.source}"
+    if source == DATA_FULL and len(digits) < 20_000:
+        note += " (full MNIST is not available here, so the bundled sample is used)"
+    return TrainingData(train, validation, note)
+
+
+# -------------------------------------------------------------------------------------- state
+@dataclass(frozen=True)
+class LiveViews:
+    """What the model does right now, as numpy arrays for the page to draw."""
+
+    step: int
+    image_size: int
+    originals: np.ndarray  # (8, D) grey validation digits
+    reconstructions: np.ndarray  # (8, D) pixel probabilities
+    samples: np.ndarray  # (16, D) decoded from the same 16 prior latents every time
+    plane: np.ndarray  # (N, 2) encoder means of fixed validation digits (PCA for > 2 dims)
+    labels: np.ndarray  # (N,)
+    axis_titles: tuple[str, str]
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A consistent copy of a job's state (the lists are new lists; their dicts are not mutated)."""
+
+    job_id: int
+    status: str
+    events: list[dict]
+    views: LiveViews | None
+    error: str | None
+    stop_requested: bool
+    stop_reason: str | None  # "user" | "idle" when the run was stopped
+    active_s: float  # wall-clock seconds spent training (pauses excluded)
+
+    @property
+    def last(self) -> dict | None:
+        return self.events[-1] if self.events else None
+
+    @property
+    def step(self) -> int:
+        return self.events[-1]["step"] if self.events else 0
+
+    @property
+    def total_steps(self) -> int:
+        return self.events[-1]["total_steps"] if self.events else 0
+
+    @property
+    def progress(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        """Recent training speed as the Trainer measures it (time spent drawing excluded)."""
+        recent = [e for e in self.events[-5:] if e["kind"] == "step" and e["images_per_s"] > 0]
+        return sum(e["images_per_s"] for e in recent) / len(recent) if recent else 0.0
+
+    @property
+    def wall_images_per_s(self) -> float:
+        """Images per wall-clock second, snapshots included: what the user actually gets."""
+        seen = self.events[-1]["images_seen"] if self.events else 0
+        return seen / self.active_s if self.active_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float:
+        done = self.progress
+        return self.active_s * (1 - done) / done if done > 0 else math.inf
+
+
+def _default_name(model_config: ModelConfig, train_config: TrainConfig, job_id: int) -> str:
+    kind = (
+        "conv" if model_config.kind == "conv" else ("conditional MLP" if model_config.conditional else "MLP")
+    )
+    objective = f"IWAE k={train_config.k}" if train_config.objective == "iwae" else "ELBO"
+    return f"run {job_id}: {model_config.latent_dim}-D {kind}, {train_config.epochs:g} ep, {objective}"
+
+
+# ---------------------------------------------------------------------------------------- job
+class TrainingJob:
+    """One training run in its own thread. Construct (may raise ConfigError), then `start()`."""
+
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        train_config: TrainConfig,
+        data: TrainingData,
+        name: str | None = None,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        snapshot_every_s: float = SNAPSHOT_EVERY_S,
+        is_watched: Callable[[], bool] | None = None,
+        on_end: Callable[[TrainingJob], None] | None = None,
+    ):
+        self.id = next(_ids)
+        self.key = f"trained:{self.id}"
+        self.name = name or _default_name(model_config, train_config, self.id)
+        self.model_config = model_config
+        self.train_config = train_config
+        self.data_note = data.note
+        self.idle_timeout_s = idle_timeout_s
+        self.snapshot_every_s = snapshot_every_s
+        self._is_watched = is_watched  # e.g. "the browser tab is still connected"
+        self._on_end = on_end
+        # Built here, in the caller's thread, so bad settings raise before any thread exists.
+        self.trainer: Trainer | None = Trainer(model_config, train_config, data.train, data.validation)
+        self.model = self.trainer.model
+        self.device = str(self.trainer.device)
+        self._view_inputs = self._fixed_view_inputs(data.validation)
+
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._resume = threading.Event()
+        self._resume.set()
+        self._parked = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._events: list[dict] = []
+        self._views: LiveViews | None = None
+        self._status = RUNNING
+        self._error: str | None = None
+        self._stop_reason: str | None = None
+        self._last_touch = time.monotonic()
+        self._active_s = 0.0
+        self._metrics: dict = {}
+        self._curve: list[dict] = []
+        self._checkpoint_bytes: bytes | None = None
+
+    # -- control, from any thread ------------------------------------------------------------
+    def start(self) -> TrainingJob:
+        if self._thread is not None:
+            raise RuntimeError("a TrainingJob starts once")
+        self.touch()
+        self._thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
+        with _active_lock:
+            _active.add(self)
+        self._thread.start()
+        return self
+
+    def touch(self) -> None:
+        """Someone is watching: push the idle watchdog back."""
+        self._last_touch = time.monotonic()
+
+    def pause(self) -> None:
+        with self._lock:
+            if self._status == RUNNING:
+                self._status = PAUSED
+                self._resume.clear()
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._status == PAUSED:
+                self._status = RUNNING
+                self._parked.clear()
+                self._resume.set()
+        self.touch()
+
+    def stop(self, reason: str = "user") -> None:
+        """Ask the run to end; it finishes the current step, validates, and keeps its model."""
+        with self._lock:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+        self._stop.set()
+        self._resume.set()  # a parked thread must wake up to notice
+
+    def wait_parked(self, timeout: float) -> bool:
+        """After pause(): block until the thread really sits between two events."""
+        return self._parked.wait(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread to end; True when it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.is_alive()
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def status(self) -> str:
+        with self._lock:
+            return self._status
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            return JobSnapshot(
+                job_id=self.id,
+                status=self._status,
+                events=list(self._events),
+                views=self._views,
+                error=self._error,
+                stop_requested=self._stop.is_set(),
+                stop_reason=self._stop_reason,
+                active_s=self._active_s,
+            )
+
+    # -- results, once the run has ended -----------------------------------------------------
+    @property
+    def has_model(self) -> bool:
+        """A run that finished or was stopped keeps its model; a failed one has nothing worth keeping."""
+        return self.status in (STOPPED, FINISHED)
+
+    def metrics(self) -> dict:
+        with self._lock:
+            return dict(self._metrics)
+
+    def checkpoint(self) -> Checkpoint:
+        self._require_model()
+        return Checkpoint(
+            self.model, self.model_config, config_to_dict(self.train_config), self.metrics(), self._curve
+        )
+
+    def checkpoint_bytes(self) -> bytes:
+        """The safetensors file, built once: the page offers it on every rerun after the run."""
+        self._require_model()
+        with self._lock:
+            if self._checkpoint_bytes is None:
+                self._checkpoint_bytes = checkpoint_bytes(
+                    self.model, self.train_config, self._metrics, self._curve
+                )
+            return self._checkpoint_bytes
+
+    def metrics_csv(self) -> str:
+        """Every event as one row; validation terms as val_* columns."""
+        events = self.snapshot().events
+        keys = sorted({k for e in events for k in (e.get("validation") or {})})
+        base = ["kind", "step", "total_steps", "epoch", "images_seen", "recon", "kl", "elbo", "beta",
+                "images_per_s", "elapsed_s", "stopped"]  # fmt: skip
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(base + [f"val_{k}" for k in keys])
+        for event in events:
+            validation = event.get("validation") or {}
+            writer.writerow([event[k] for k in base] + [validation.get(k, "") for k in keys])
+        return out.getvalue()
+
+    def _require_model(self) -> None:
+        if not self.has_model:
+            raise RuntimeError(f"run {self.id} is {self.status}: there is no finished model to save")
+
+    # -- the training thread -----------------------------------------------------------------
+    def _fixed_view_inputs(self, validation: DigitImages) -> dict:
+        """The same digits and prior latents every snapshot, so the pictures show learning only."""
+        n = min(SCATTER_DIGITS, len(validation))
+        shown = validation.subset(slice(0, min(RECON_DIGITS, n)))
+        scatter = validation.subset(slice(0, n))
+        conditional = self.model_config.conditional
+        generator = torch.Generator().manual_seed(self.train_config.seed)
+        return {
+            "originals": shown.grey(),
+            "recon_input": shown.fixed_binary(),
+            "recon_labels": shown.labels if conditional else None,
+            "scatter_input": scatter.fixed_binary(),
+            "scatter_labels": scatter.labels,
+            "prior_z": torch.randn(PRIOR_SAMPLES, self.model_config.latent_dim, generator=generator),
+            "prior_labels": torch.arange(PRIOR_SAMPLES) % 10 if conditional else None,
+        }
+
+    @torch.no_grad()
+    def _compute_views(self, step: int) -> LiveViews:
+        model, inputs = self.model, self._view_inputs
+        was_training = model.training
+        model.eval()
+        try:
+            recon = reconstruct(model, inputs["recon_input"], inputs["recon_labels"])
+            samples = decode(model, inputs["prior_z"], inputs["prior_labels"])
+            labels = inputs["scatter_labels"]
+            mu, _ = encode(model, inputs["scatter_input"], labels if self.model_config.conditional else None)
+            projection = LatentProjection.fit(mu)
+            plane = projection.to_plane(mu)
+        finally:
+            model.train(was_training)
+        return LiveViews(
+            step=step,
+            image_size=self.model_config.image_size,
+            originals=inputs["originals"].numpy(),
+            reconstructions=recon.cpu().numpy(),
+            samples=samples.cpu().numpy(),
+            plane=plane.numpy(),
+            labels=labels.numpy(),
+            axis_titles=projection.axis_labels(),
+        )
+
+    def _idle(self) -> bool:
+        if time.monotonic() - self._last_touch <= self.idle_timeout_s:
+            return False
+        if self._is_watched is not None:
+            try:
+                if self._is_watched():
+                    return False
+            except Exception:  # a broken liveness probe must not keep a job alive forever
+                pass
+        return True
+
+    def _wait_while_paused(self) -> None:
+        while not self._resume.is_set() and not self._stop.is_set():
+            self._parked.set()
+            if self._idle():
+                self.stop("idle")
+            self._resume.wait(0.2)
+        self._parked.clear()
+
+    def _run(self) -> None:
+        trainer = self.trainer
+        last_views = -math.inf
+        resumed_at = time.monotonic()
+        ended_by = FINISHED
+        try:
+            for event in trainer.run(self._stop):
+                now = time.monotonic()
+                record = event.as_dict()
+                views = None
+                if event.kind != "step" or now - last_views >= self.snapshot_every_s:
+                    views = self._compute_views(event.step)
+                    last_views = time.monotonic()
+                with self._lock:
+                    self._events.append(record)
+                    if views is not None:
+                        self._views = views
+                    self._active_s += time.monotonic() - resumed_at
+                if event.kind == "done":
+                    ended_by = STOPPED if event.stopped else FINISHED
+                    break
+                if self._idle():
+                    self.stop("idle")
+                self._wait_while_paused()
+                resumed_at = time.monotonic()
+            self.model.requires_grad_(False)
+            self.model.to("cpu")  # other pages run inference on the CPU
+            metrics = trainer.metrics()
+            metrics.update(device=self.device, data=self.data_note, name=self.name)
+            curve = trainer.curve()
+            with self._lock:
+                self._metrics, self._curve = metrics, curve
+                self._status = ended_by
+        except Exception as exc:  # shown on the page instead of dying silently in a thread
+            message = str(exc) if isinstance(exc, VAEError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._status, self._error = FAILED, message
+        finally:
+            self.trainer = None  # the optimiser state and any device copy of the data go now
+            self._view_inputs = {}
+        if self._on_end is not None and self.has_model:
+            try:
+                self._on_end(self)
+            except Exception as exc:  # the model is kept even if the callback fails
+                with self._lock:
+                    self._error = f"the run ended but could not be shared with other pages: {exc}"

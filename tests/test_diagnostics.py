@@ -1,0 +1,30 @@
+"""Posterior-collapse and bound-tightness diagnostics against direct computations."""
+
+import torch
+from torch.distributions import kl_divergence
+
+from vae_core import ModelConfig, build_model
+from vae_core.diagnostics import bounds_by_k, latent_activity
+
+
+def test_latent_activity_sums_to_the_total_kl_and_finds_a_collapsed_dimension(trained_8d, test_batch):
+    activity = latent_activity(trained_8d, test_batch)
+    q = trained_8d.posterior(test_batch)
+    total = kl_divergence(q, trained_8d.prior()).sum(-1).mean()
+    torch.testing.assert_close(activity.kl_per_dim.sum(), total)
+    assert activity.active_count <= 8 and activity.active_count >= 1
+
+    collapsed = build_model(ModelConfig(latent_dim=3, hidden=(16,)))
+    with torch.no_grad():
+        head = collapsed.encoder.net[-1]
+        head.weight[[0, 3]] = 0.0  # mean and log-variance of z_0 ignore the image...
+        head.bias[[0, 3]] = 0.0  # ...and equal the prior's: N(0, 1)
+    activity = latent_activity(collapsed, (torch.rand(200, 784) < 0.2).float())
+    assert not activity.active[0] and activity.kl_per_dim[0].abs() < 1e-6
+
+
+def test_bounds_tighten_with_k_from_the_elbo_towards_log_px(trained_8d, test_batch):
+    # Across seeds the estimates move by ~0.4 nats; steps of 10x in k gain more than that here.
+    bounds = bounds_by_k(trained_8d, test_batch, ks=(1, 10, 1000))
+    assert bounds[1] < bounds[10] < bounds[1000]
+    assert bounds[10] - bounds[1] > 1.0

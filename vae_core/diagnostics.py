@@ -1,0 +1,58 @@
+"""Looking inside a trained VAE: which latent dimensions it uses, and how tight its bounds are."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.distributions import kl_divergence
+
+from .models import VAE
+from .objectives import iwae_bound, log_likelihood_estimate
+
+ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2015): a unit is active if Cov_x(E_q[z_u]) > 0.01
+
+
+@dataclass
+class LatentActivity:
+    """Per latent dimension: its average KL (nats per image) and how much its mean moves with x."""
+
+    kl_per_dim: torch.Tensor  # (L,)
+    mean_variance: torch.Tensor  # (L,) variance over images of E_q[z_u]
+    active: torch.Tensor  # (L,) bool
+
+    @property
+    def active_count(self) -> int:
+        return int(self.active.sum())
+
+
+@torch.no_grad()
+def latent_activity(model: VAE, x: torch.Tensor, labels=None) -> LatentActivity:
+    """Posterior collapse check: a dimension whose q(z_u|x) ignores x carries ~0 KL and is inactive."""
+    q = model.posterior(x, labels)
+    kl = kl_divergence(q, model.prior()).mean(0)  # (L,)
+    variance = q.loc.var(0)
+    return LatentActivity(kl, variance, variance > ACTIVE_UNIT_THRESHOLD)
+
+
+@torch.no_grad()
+def bounds_by_k(
+    model: VAE,
+    x: torch.Tensor,
+    labels=None,
+    ks: tuple[int, ...] = (1, 5, 50, 500, 5000),
+    seed: int = 0,
+) -> dict[int, float]:
+    """Mean IWAE bound (nats per image) over the images for each k; k=1 is the ELBO.
+
+    Large k is computed chunked (the same estimator as log p(x)), so k=5000 is affordable.
+    """
+    generator = torch.Generator(device=model.device).manual_seed(seed)
+    result = {}
+    for k in ks:
+        if k * x.shape[0] * x.shape[1] <= 2**23:
+            value = iwae_bound(model, x, labels, k, generator)
+        else:
+            value = log_likelihood_estimate(model, x, labels, k, generator)
+        result[k] = float(value.mean())
+    return result
