@@ -223,3 +223,30 @@ def interpolation_path_figure(
     figure.update_xaxes(title=axis_titles[0], range=[x0, x1], zeroline=False)
     figure.update_yaxes(title=axis_titles[1], range=[y0, y1], zeroline=False)
     return figure
+
+
+def kl_per_dimension_figure(kl_per_dim, active, height: int = 240) -> go.Figure:
+    """Bar per latent dimension: its average KL; inactive (collapsed) dimensions in grey."""
+    kl, active = _as_numpy(kl_per_dim), _as_numpy(active)
+    order = np.argsort(-kl)
+    figure = go.Figure(
+        go.Bar(
+            x=[f"z{i + 1}" for i in order], y=kl[order],
+            marker_color=["#1f77b4" if active[i] else "#bbbbbb" for i in order],
+            hovertemplate="%{x}: %{y:.2f} nats<extra></extra>",
+        )
+    )  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         yaxis_title="KL (nats per image)", xaxis_title="latent dimension, most used first")  # fmt: skip
+    return figure
+
+
+def bounds_figure(bounds: dict[int, float], height: int = 280) -> go.Figure:
+    """IWAE bound against k on a log axis: k=1 is the ELBO, large k approaches log p(x)."""
+    ks = sorted(bounds)
+    figure = go.Figure(go.Scatter(x=ks, y=[bounds[k] for k in ks], mode="lines+markers",
+                                  hovertemplate="k=%{x}: %{y:.2f} nats<extra></extra>"))  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         xaxis={"type": "log", "title": "importance samples k"},
+                         yaxis_title="bound on log p(x), nats per image")  # fmt: skip
+    return figure

@@ -181,10 +181,12 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
     if resumed is not None:
         metrics["resumed_from"] = str(args.resume)
     metrics["data"] = train_digits.source
-    if args.eval_k:
-        test = load_digits("test", args.data_dir, args.binarization, args.image_size)
-        metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
+    # Saved before the (long) evaluation so an interrupted evaluation never loses the training.
     save_checkpoint(out, trainer.model, train_config, metrics, trainer.curve())
+    if args.eval_k:
+        test = load_digits("test", args.data_dir, args.binarization, model_config.image_size)
+        metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
+        save_checkpoint(out, trainer.model, train_config, metrics, trainer.curve())
     print(
         json.dumps(
             {

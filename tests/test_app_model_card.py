@@ -1,0 +1,58 @@
+"""The model card's diagnostics: active latent units and the ELBO-to-IWAE bound curve."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+from explorer.registry import ModelEntry
+from vae_core import Checkpoint, ModelConfig, build_model, load_sample_digits
+from vae_core.diagnostics import latent_activity
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def _app_with(entry: ModelEntry, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["user_models"] = {entry.key: entry}
+    at.session_state["selected_model"] = entry.key
+    return at
+
+
+def _collapsed_model() -> ModelEntry:
+    """An 6-D model whose encoder ignores the image in dimensions 0-2 (their q is the prior)."""
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=6, hidden=(32,))
+    model = build_model(config).eval().requires_grad_(False)
+    head = model.encoder.net[-1]
+    for dim in (0, 1, 2):
+        head.weight[[dim, dim + 6]] = 0.0
+        head.bias[[dim, dim + 6]] = 0.0
+    head.weight[3:6] *= 20  # the others move a lot with the image
+    return ModelEntry("trained:collapsed", Checkpoint(model, config), "trained", "collapsed")
+
+
+def test_card_counts_active_units_as_an_independent_computation_does(monkeypatch):
+    entry = _collapsed_model()
+    at = _app_with(entry, monkeypatch).run()
+    assert not at.exception
+    caption = next(c.value for c in at.caption if "dimensions are active" in c.value)
+    shown = int(re.match(r"(\d+) of 6", caption).group(1))
+    x = load_sample_digits().subset(slice(0, 2000)).fixed_binary()
+    expected = latent_activity(entry.model, x)
+    assert shown == expected.active_count
+    assert not expected.active[:3].any()  # the three ignored dimensions are the collapsed ones
+
+
+def test_bound_curve_rises_from_the_elbo_when_asked_for(monkeypatch):
+    at = _app_with(_collapsed_model(), monkeypatch).run()
+    assert not [c for c in at.caption if "ELBO (k=1)" in c.value]  # nothing until asked: it costs seconds
+    at.button(key="overview_bounds").click().run()
+    caption = next(c.value for c in at.caption if "ELBO (k=1)" in c.value)
+    elbo, iwae, gap = (float(v) for v in re.findall(r"-?\d+\.\d+", caption)[:3])
+    assert iwae > elbo and abs((iwae - elbo) - gap) < 0.011
