@@ -28,3 +28,13 @@ def test_bounds_tighten_with_k_from_the_elbo_towards_log_px(trained_8d, test_bat
     bounds = bounds_by_k(trained_8d, test_batch, ks=(1, 10, 1000))
     assert bounds[1] < bounds[10] < bounds[1000]
     assert bounds[10] - bounds[1] > 1.0
+
+
+def test_gaps_add_up_and_svi_never_does_much_worse_than_the_encoder(trained_2d, test_batch):
+    from vae_core.diagnostics import inference_gaps
+
+    summary = inference_gaps(trained_2d, test_batch[:3], svi_steps=150)
+    total = (summary.log_px - summary.encoder_elbo).mean()
+    assert abs(total - (summary.amortisation_gap + summary.approximation_gap)) < 1e-4
+    assert (summary.log_px >= summary.svi_elbo - 0.5).all()  # an ELBO never beats log p (up to noise)
+    assert summary.amortisation_gap > -0.5

@@ -7,6 +7,7 @@ from explorer.figures import posterior_figure
 from explorer.resources import digits_for
 from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
 from vae_core import complete_masked_image, encode, exact_posterior_grid, importance_log_px, observed_mask
+from vae_core.diagnostics import inference_gaps
 from vae_core.inference import HIDDEN_HALVES, observed_elbo
 
 GRIDS_KEY = "posterior_grids"
@@ -129,3 +130,28 @@ if svi is not None:
     )
 else:
     gaps[1].caption("Turn on **Fit q\\*(z) by SVI** to split the gap into approximation and amortisation.")
+
+st.subheader("Averaged over test digits")
+subset_size = st.select_slider("Test digits", (5, 10, 20, 50), value=10, key="posterior_gap_count")
+gap_key = (entry.key, subset_size)
+if st.button("Compute the average gaps", key="posterior_gap_button"):
+    bar = st.progress(0.0, text="SVI per digit…")
+    chosen = digits.subset(slice(0, subset_size))
+    summary = inference_gaps(
+        entry.model, chosen.fixed_binary(), labels_for(entry, chosen.labels),
+        progress=lambda i: bar.progress((i + 1) / subset_size, text=f"SVI per digit… {i + 1}/{subset_size}"),
+    )  # fmt: skip
+    bar.empty()
+    st.session_state.setdefault("posterior_gap_summaries", {})[gap_key] = summary
+summary = st.session_state.get("posterior_gap_summaries", {}).get(gap_key)
+if summary is not None:
+    averages = st.columns(3)
+    averages[0].metric(
+        "Mean log p(x) − ELBO(q)", f"{float((summary.log_px - summary.encoder_elbo).mean()):.2f} nats"
+    )
+    averages[1].metric("Mean amortisation gap", f"{summary.amortisation_gap:.2f} nats")
+    averages[2].metric("Mean approximation gap", f"{summary.approximation_gap:.2f} nats")
+    st.caption(
+        f"The first {subset_size} test digits, full images, 300 SVI steps each; log p(x) by quadrature. "
+        "Amortisation gap = ELBO(q*) − ELBO(q); approximation gap = log p(x) − ELBO(q*)."
+    )

@@ -1,4 +1,4 @@
-"""The model card's diagnostics: active latent units and the ELBO-to-IWAE bound curve."""
+"""Diagnostics in the app: active latent units and bound curve on the card, average gaps on Posterior."""
 
 from __future__ import annotations
 
@@ -56,3 +56,18 @@ def test_bound_curve_rises_from_the_elbo_when_asked_for(monkeypatch):
     caption = next(c.value for c in at.caption if "ELBO (k=1)" in c.value)
     elbo, iwae, gap = (float(v) for v in re.findall(r"-?\d+\.\d+", caption)[:3])
     assert iwae > elbo and abs((iwae - elbo) - gap) < 0.011
+
+
+def test_posterior_page_averages_the_amortisation_and_approximation_gaps(monkeypatch):
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=2, hidden=(32,))
+    entry = ModelEntry("trained:flat2d", Checkpoint(build_model(config).eval(), config), "trained", "flat2d")
+    at = _app_with(entry, monkeypatch)
+    at.switch_page("explorer/pages/posterior.py").run()
+    at.select_slider(key="posterior_gap_count").set_value(5).run()
+    at.button(key="posterior_gap_button").click().run()
+    assert not at.exception
+    shown = {m.label: float(m.value.split()[0]) for m in at.metric if m.label.startswith("Mean")}
+    total = shown["Mean log p(x) − ELBO(q)"]
+    parts = shown["Mean amortisation gap"] + shown["Mean approximation gap"]
+    assert abs(total - parts) < 0.02 and total > 0
