@@ -7,7 +7,8 @@ $VAE_PRETRAINED_DIR passed through), opens every page once in Debian's headless 
 the server's resident memory, then clicks N different empty spots of the latent map. A click's
 latency runs from the browser's pointerdown to the first animation frame in which the decoded
 panel shows the new point's "Point (x, y)" text and a new, fully loaded image: what the user sees,
-server round trip and redraw included. Self-contained on purpose (nothing imported from tests/).
+server round trip and redraw included. Server and browser start through bench/app_harness.py, as the
+browser tests' do.
 """
 
 from __future__ import annotations
@@ -17,28 +18,29 @@ import json
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PAGE_PATHS = ["", "train", "latent_map", "interpolate", "samples", "complete", "posterior"]
+sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the repository root is not
+
+from bench.app_harness import (  # noqa: E402
+    PAGES,
+    ServerError,
+    base_url,
+    chromium_missing_message,
+    free_loopback_port,
+    launch_chromium,
+    start_streamlit,
+    stop_streamlit,
+)
+from bench.app_harness import server_rss_mb as rss_mb  # noqa: E402
+
+PAGE_PATHS = list(PAGES.values())
 GRAPH = '[data-testid="stPlotlyChart"] .js-plotly-plot'
 
 # Plot area and digit markers in screen pixels, from plotly's own axes (trace 0 is the click grid).
@@ -85,85 +87,6 @@ CROSS_AT_POINT_JS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-            return response.read().decode().strip() == "ok"
-    except OSError:
-        return False
-
-
-def start_server(port: int, log_path: Path, timeout_s: float) -> subprocess.Popen:
-    env = {**os.environ, "VAE_OFFLINE": "1"}
-    command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-        "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
-        "--server.fileWatcherType", "none",
-    ]  # fmt: skip
-    log = open(log_path, "wb")  # a file, not a pipe: an unread pipe would block the server
-    process = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + timeout_s
-    url = f"http://127.0.0.1:{port}"
-    while not healthy(url):
-        if process.poll() is not None or time.monotonic() > deadline:
-            stop_server(process)
-            sys.exit(f"streamlit did not come up (see {log_path}):\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.3)
-    return process
-
-
-def stop_server(process: subprocess.Popen) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return found
-
-
-def rss_mb(pid: int) -> float:
-    """Resident memory of `pid` and all its descendants, in MiB."""
-    try:
-        import psutil
-
-        root = psutil.Process(pid)
-        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
-    except ImportError:
-        pass
-    total_kb, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        total_kb += next(
-            (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
-        )
-        stack += _children(current)
-    return total_kb / 1024
-
-
 def wait_for_run(page, timeout_ms: float) -> None:
     # Streamlit marks the app root with the script's run state ("initial" before the first run)
     page.wait_for_selector(
@@ -199,7 +122,7 @@ def measure(url: str, server: subprocess.Popen, clicks: int, timeout_ms: float, 
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(timeout_ms)
         page_seconds = {}
@@ -267,19 +190,23 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=90, help="seconds for a page run or a click")
     parser.add_argument("--seed", type=int, default=0, help="which empty spots get clicked")
     args = parser.parse_args()
-    if not os.access(CHROMIUM, os.X_OK):
-        sys.exit(f"{CHROMIUM} not found: install Debian's chromium (`sudo apt-get install chromium`)")
+    missing = chromium_missing_message()
+    if missing:
+        sys.exit(missing)
 
-    port = free_port()
+    port = free_loopback_port()
     log_path = Path(tempfile.mkdtemp(prefix="click_latency_")) / "server.log"
     started = time.perf_counter()
-    server = start_server(port, log_path, args.timeout)
+    try:
+        server = start_streamlit(port, log_path=log_path, timeout_s=args.timeout)
+    except ServerError as exc:
+        sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
     startup_s = time.perf_counter() - started
     try:
         rss_idle = rss_mb(server.pid)
-        result = measure(f"http://127.0.0.1:{port}", server, args.clicks, args.timeout * 1000, args.seed)
+        result = measure(base_url(port), server, args.clicks, args.timeout * 1000, args.seed)
     finally:
-        stop_server(server)
+        stop_streamlit(server)
 
     latencies = result["latencies_ms"]
     report = {

@@ -34,6 +34,7 @@ import torch
 
 from vae_core import (
     Checkpoint,
+    ConfigError,
     DataError,
     DigitImages,
     LatentProjection,
@@ -230,14 +231,26 @@ class TrainingJob:
         self._checkpoint_bytes: bytes | None = None
 
     # -- control, from any thread ------------------------------------------------------------
-    def start(self) -> TrainingJob:
+    def start(self, max_active: int | None = None) -> TrainingJob:
+        """Start training; with `max_active`, refuse (ConfigError) if the server already trains that many.
+
+        Counting and starting happen under one lock: a count taken before the job was built would let
+        sessions that press Start at the same moment all through (building a job takes up to a second).
+        """
         if self._thread is not None:
             raise RuntimeError("a TrainingJob starts once")
         self.touch()
-        self._thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
+        thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
         with _active_lock:
+            running = sum(1 for job in _active if job.is_alive())
+            if max_active is not None and running >= max_active:
+                raise ConfigError(
+                    f"this server is already training {running} models, its limit; "
+                    "start again when one has finished"
+                )
+            self._thread = thread
             _active.add(self)
-        self._thread.start()
+            thread.start()  # inside the lock: the next count already sees this thread alive
         return self
 
     def touch(self) -> None:

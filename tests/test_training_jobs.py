@@ -6,6 +6,7 @@ Tiny models on the bundled 5k sample: every test takes a fraction of a second of
 from __future__ import annotations
 
 import math
+import threading
 import time
 
 import pytest
@@ -266,3 +267,34 @@ def test_latent_frame_and_duration_text():
     assert frame["digit"].tolist() == ["3", "3", "7"] and frame["y"].tolist() == [0.0, 1.0, 2.0]
     assert format_duration(math.inf) == "—" and format_duration(42.4) == "42 s"
     assert format_duration(185) == "3 min 05 s" and format_duration(3725) == "1 h 02 min"
+
+
+def test_simultaneous_starts_respect_the_server_cap():
+    """Sessions pressing Start at the same moment must not all get past the cap."""
+    data = jobs.load_training_data(jobs.DATA_SAMPLE)
+    barrier, outcomes, started = threading.Barrier(4), [], []
+
+    def press_start(seed: int) -> None:
+        job = jobs.TrainingJob(
+            ModelConfig(latent_dim=2, hidden=(16,)), TrainConfig(epochs=50, num_threads=1, seed=seed), data
+        )
+        barrier.wait()
+        try:
+            started.append(job.start(max_active=2))
+            outcomes.append("started")
+        except ConfigError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=press_start, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    try:
+        assert outcomes.count("started") == 2, outcomes
+        assert all("its limit" in o for o in outcomes if o != "started")
+    finally:
+        for job in started:
+            job.stop()
+        for job in started:
+            assert job.join(60)

@@ -15,8 +15,11 @@ import gzip
 import importlib.util
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,24 +185,46 @@ def network_reachable(host: str = MNIST_MIRROR_HOST, port: int = 443, timeout: f
     return bool(result and result[0])
 
 
+# torchvision downloads in a child process: importing it costs ~1.4 s and ~160 MB that a server
+# would otherwise keep for its whole life after a single download.
+_TORCHVISION_DOWNLOAD = """
+import os, sys
+from torchvision.datasets import MNIST
+if os.environ.get("VAE_MNIST_MIRROR"):
+    MNIST.mirrors = [os.environ["VAE_MNIST_MIRROR"]]
+MNIST(sys.argv[1], train=sys.argv[2] == "train", download=True)
+"""
+MIRROR_ENV = "VAE_MNIST_MIRROR"  # a URL ending in "/" that serves the MNIST .gz files instead
+DOWNLOAD_TIMEOUT_S = 180.0
+
+
 def _download_split(split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """MNIST from the cache directory, downloaded there first by torchvision.datasets.MNIST if missing."""
     root = default_cache_dir()
+    raw = root / "MNIST" / "raw"  # torchvision's layout
     try:
         root.mkdir(parents=True, exist_ok=True)
-        already_here = _find_idx_file(root / "MNIST" / "raw", IDX_FILES[split][0]) is not None
-        if not already_here and not network_reachable():
-            raise OSError(f"no network: {MNIST_MIRROR_HOST} is unreachable")
-        # torchvision is imported only here (it takes seconds): only downloads need it.
-        from torchvision.datasets import MNIST
-
-        dataset = MNIST(str(root), train=(split == "train"), download=True)
-    except Exception as exc:
+        missing = [stem for stem in IDX_FILES[split] if _find_idx_file(raw, stem) is None]
+        if missing:
+            mirror = urllib.parse.urlsplit(os.environ.get(MIRROR_ENV) or f"https://{MNIST_MIRROR_HOST}/")
+            if not network_reachable(
+                mirror.hostname, mirror.port or (443 if mirror.scheme == "https" else 80)
+            ):
+                raise OSError(f"no network: {mirror.hostname} is unreachable")
+            done = subprocess.run(
+                [sys.executable, "-c", _TORCHVISION_DOWNLOAD, str(root), split],
+                capture_output=True, text=True, timeout=DOWNLOAD_TIMEOUT_S,
+            )  # fmt: skip
+            if done.returncode != 0:
+                last_line = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+                raise OSError(f"torchvision's download failed: {last_line}")
+        images, labels = _read_idx_split(raw, split)
+    except (OSError, subprocess.TimeoutExpired, DataError) as exc:
         raise DataError(
             f"MNIST is not in {root} and could not be downloaded ({type(exc).__name__}: {exc}). "
             f"Offline? Point --data-dir or ${DATA_DIR_ENV} at a folder with the four MNIST IDX files."
         ) from exc
-    images = dataset.data.numpy().reshape(len(dataset.data), -1)
-    return images, dataset.targets.numpy(), root
+    return images, labels, root
 
 
 def _find_binarized_npz(data_dir: Path | None) -> Path:

@@ -122,7 +122,7 @@ with st.expander("Your own digit: upload a photo or drawing (PNG or JPEG)"):
             own_elbo = float(torch.stack(draws).mean())
             st.session_state[own_key] = {"plane": (float(plane[0]), float(plane[1])), "elbo": own_elbo}
             typical = entry.cached("test_elbos", lambda: _test_elbos(entry))
-            share = float((typical < own_elbo).mean())
+            share = float((typical < own_elbo).float().mean())
             cols = st.columns(3)
             show_digit(own_pixels, "your digit, MNIST-style 28×28", config.image_size, cols[0])
             show_digit(

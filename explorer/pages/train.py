@@ -127,7 +127,7 @@ def start_run(settings: dict) -> None:
         is_watched=session_probe(),
         on_end=share_from_thread(session_models()),
     )
-    st.session_state[JOB_KEY] = job.start()
+    st.session_state[JOB_KEY] = job.start(max_active=jobs.MAX_ACTIVE_JOBS)
 
 
 def settings_form(busy: bool) -> None:

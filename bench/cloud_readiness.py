@@ -1,0 +1,279 @@
+"""Is the app ready for Streamlit Community Cloud? Cold first render, memory, import costs.
+
+    python bench/cloud_readiness.py [--json out.json] [--train-seconds 20]
+
+Starts a cold `streamlit run app.py` (offline; $VAE_DATA_DIR and $VAE_PRETRAINED_DIR pass through,
+so with $VAE_DATA_DIR set the pages hold the 10k test digits and train on the 60k, as on Cloud
+after its download) and measures against targets:
+
+- first render: from the browser's first request to the Overview page showing its title and the
+  model card's metrics (the first script run pays for importing torch and loading data and models);
+- server memory (RSS, the server and its children) after opening every page once in one session;
+- peak server memory while one run with the Train page's default settings trains.
+
+Also reports what the app's modules cost to import (`python -X importtime`, and RSS after import).
+Prints a table and writes JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the repository root is not
+
+from bench.app_harness import (  # noqa: E402
+    PAGES,
+    RssSampler,
+    ServerError,
+    base_url,
+    chromium_missing_message,
+    free_loopback_port,
+    launch_chromium,
+    server_rss_mb,
+    start_streamlit,
+    stop_streamlit,
+    wait_for_app_idle,
+)
+
+TARGETS = {"first_render_s": 4.0, "rss_after_pages_mb": 600.0, "rss_training_peak_mb": 800.0}
+# The Overview is rendered when its title is there and the model card's four metrics have values.
+OVERVIEW_RENDERED_JS = """() => {
+  const title = [...document.querySelectorAll('h1')].some(h => h.innerText.includes('VAE Explorer'));
+  const values = [...document.querySelectorAll('[data-testid="stMetricValue"]')]
+    .filter(v => v.offsetParent !== null && v.innerText.trim() !== '');
+  return title && values.length >= 4;
+}"""
+STEP_TEXT = re.compile(r"step ([\d,]+) / ([\d,]+)")
+IMPORT_SETS = {  # what each part of the app pulls in when first imported
+    "explorer.resources (every page)": "import explorer.resources",
+    "explorer.widgets + figures (every page)": "import explorer.widgets, explorer.figures",
+    "explorer.train_figures (Train)": "import explorer.train_figures",
+    "explorer.training_jobs (Train)": "import explorer.training_jobs",
+    "torchvision.datasets (MNIST download only)": "from torchvision.datasets import MNIST",
+}
+WATCHED_PACKAGES = ("torch", "torchvision", "streamlit", "pandas", "pyarrow", "plotly", "altair", "numpy", "PIL",
+                    "safetensors", "mlxtend", "scipy", "sklearn", "matplotlib")  # fmt: skip
+
+
+CUDA_LIBRARY = re.compile(r"lib(torch|c10)_cuda|libcaffe2_nvrtc|libtorch_nvshmem|libcuda\.so")
+
+
+def rss_breakdown(pid: int) -> dict[str, float]:
+    """The server's resident MiB by kind of mapping: anonymous (heap, tensors, Python objects),
+    CUDA libraries (file pages a CPU-only torch would not map at all), other files."""
+    kinds = {"anonymous": 0, "cuda_libraries": 0, "other_files": 0}
+    current = "anonymous"
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        fields = line.split()
+        if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+            name = fields[5] if len(fields) > 5 else ""
+            if not name.startswith("/"):
+                current = "anonymous"
+            elif "/nvidia/" in name or CUDA_LIBRARY.search(name):
+                current = "cuda_libraries"
+            else:
+                current = "other_files"
+        elif fields[0] == "Rss:":
+            kinds[current] += int(fields[1])
+    return {kind: round(kb / 1024, 1) for kind, kb in kinds.items()}
+
+
+def visit_by_sidebar(page, name: str, timeout_ms: float) -> float:
+    """Click a page in the sidebar (same session) and wait until its run has finished; seconds."""
+    previous = " | ".join(page.locator("h1").all_inner_texts())
+    started = time.perf_counter()
+    page.get_by_test_id("stSidebarNav").locator("a", has_text=name).first.click()
+    page.wait_for_function(
+        "(previous) => { const t = [...document.querySelectorAll('h1')].map(h => h.innerText).join(' | ');"
+        " return t !== '' && t !== previous; }",
+        arg=previous,
+        timeout=timeout_ms,
+    )
+    wait_for_app_idle(page, timeout_ms)
+    return time.perf_counter() - started
+
+
+def measure_app(url: str, pid: int, train_seconds: float, timeout_ms: float) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    result: dict = {}
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)  # started before the clock: the browser is not the app
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(timeout_ms)
+        with RssSampler(pid) as first_render:
+            started = time.perf_counter()
+            page.goto(url, wait_until="commit")
+            page.wait_for_function(OVERVIEW_RENDERED_JS, polling="raf", timeout=timeout_ms)
+            result["first_render_s"] = round(time.perf_counter() - started, 2)
+            wait_for_app_idle(page, timeout_ms)
+            result["first_run_done_s"] = round(time.perf_counter() - started, 2)
+        result["rss_after_first_render_mb"] = round(server_rss_mb(pid), 1)
+        result["data_note"] = page.get_by_test_id("stSidebar").get_by_text("Digits:").inner_text()
+        result["model"] = (
+            page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model", exact=True).input_value()
+        )
+
+        other = browser.new_page(viewport={"width": 1400, "height": 1000})  # a second visitor, warm
+        started = time.perf_counter()
+        other.goto(url, wait_until="commit")
+        other.wait_for_function(OVERVIEW_RENDERED_JS, polling="raf", timeout=timeout_ms)
+        result["warm_render_s"] = round(time.perf_counter() - started, 2)
+        other.close()
+
+        with RssSampler(pid) as tour:
+            result["page_first_visit_s"] = {
+                name: round(visit_by_sidebar(page, name, timeout_ms), 2) for name in list(PAGES)[1:]
+            }
+        time.sleep(1.0)
+        result["rss_after_pages_mb"] = round(server_rss_mb(pid), 1)
+        result["rss_after_pages_breakdown_mb"] = rss_breakdown(pid)
+        result["rss_peak_during_pages_mb"] = round(max(tour.peak_mb, first_render.peak_mb), 1)
+
+        visit_by_sidebar(page, "Train", timeout_ms)
+        body = page.get_by_test_id("stMainBlockContainer")
+        with RssSampler(pid) as training:
+            body.get_by_role("button", name="Start training").click()  # the form's defaults
+            page.get_by_text(STEP_TEXT).first.wait_for(timeout=timeout_ms)
+            result["training_data"] = body.get_by_text(" on cpu · ").first.inner_text()
+            ended = body.get_by_text(re.compile(r"\*?\*?run \d+.*(finished|was stopped) after")).first
+            deadline, progress = time.monotonic() + train_seconds, ""
+            while time.monotonic() < deadline and ended.count() == 0:
+                progress = page.locator('[data-testid="stProgress"]').first.inner_text()
+                time.sleep(0.5)
+            stop = body.get_by_role("button", name="Stop", exact=True)
+            if stop.count():  # the defaults can finish within the window on a fast machine
+                stop.click()
+            ended.wait_for(timeout=timeout_ms)
+        result["training_progress"] = progress
+        result["training_end"] = ended.inner_text().split(". It is now")[0]
+        result["rss_training_peak_mb"] = round(training.peak_mb, 1)
+        wait_for_app_idle(page, timeout_ms)
+        time.sleep(1.0)
+        result["rss_after_training_mb"] = round(server_rss_mb(pid), 1)
+        result["rss_after_training_breakdown_mb"] = rss_breakdown(pid)
+        browser.close()
+    return result
+
+
+def import_costs() -> list[dict]:
+    """Each import set in a fresh interpreter: wall seconds, resident MiB after it, and the
+    cumulative import time of the heavy packages it pulled in (from `python -X importtime`)."""
+    probe = (
+        "import re, sys, time\nstarted = time.perf_counter()\n{code}\nseconds = time.perf_counter() - started\n"
+        "rss = int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024\n"
+        "print(round(rss, 1), round(seconds, 2))"
+    )
+    rows = []
+    for label, code in IMPORT_SETS.items():
+        run = subprocess.run(
+            [sys.executable, "-X", "importtime", "-c", probe.format(code=code)],
+            cwd=REPO, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if run.returncode != 0:
+            rows.append({"imports": label, "error": run.stderr.strip().splitlines()[-1]})
+            continue
+        cumulative = {}  # a package's own line: each module is imported once, so it appears once
+        for line in run.stderr.splitlines():
+            found = re.match(r"import time:\s+\d+ \|\s+(\d+) \|\s*(\S+)$", line)
+            if found and found[2] in WATCHED_PACKAGES:
+                cumulative[found[2]] = int(found[1]) / 1e6
+        rss, seconds = run.stdout.split()
+        heaviest = sorted(((s, p) for p, s in cumulative.items() if s >= 0.05), reverse=True)
+        rows.append({
+            "imports": label, "rss_mb": float(rss), "seconds": float(seconds),
+            "heavy_packages": {p: round(s, 2) for s, p in heaviest},
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument(
+        "--train-seconds", type=float, default=20.0, help="how long the training run is sampled"
+    )
+    parser.add_argument("--timeout", type=float, default=120, help="seconds for a page run")
+    parser.add_argument("--skip-imports", action="store_true")
+    args = parser.parse_args()
+    missing = chromium_missing_message()
+    if missing:
+        sys.exit(missing)
+
+    port = free_loopback_port()
+    log_path = Path(tempfile.mkdtemp(prefix="cloud_readiness_")) / "server.log"
+    started = time.perf_counter()
+    try:
+        server = start_streamlit(port, log_path=log_path, timeout_s=args.timeout)
+    except ServerError as exc:
+        sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
+    report: dict = {"server_start_s": round(time.perf_counter() - started, 2)}
+    try:
+        report["rss_idle_mb"] = round(server_rss_mb(server.pid), 1)
+        report.update(measure_app(base_url(port), server.pid, args.train_seconds, args.timeout * 1000))
+    finally:
+        stop_streamlit(server)
+    report["imports"] = [] if args.skip_imports else import_costs()
+    report["targets"] = {
+        key: {"target": target, "measured": report[key], "met": report[key] <= target}
+        for key, target in TARGETS.items()
+    }
+    report["machine"] = {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+                         "platform": platform.platform(), "python": platform.python_version()}  # fmt: skip
+    import torch
+
+    report["machine"]["torch"] = f"{torch.__version__} (CUDA {torch.version.cuda or 'none'})"
+
+    rows = [
+        ("server start, process -> health (s)", report["server_start_s"], ""),
+        ("first render, cold: request -> title + model card (s)", report["first_render_s"], "first_render_s"),
+        ("first script run finished (s)", report["first_run_done_s"], ""),
+        ("second visitor, warm render (s)", report["warm_render_s"], ""),
+        ("server RSS idle, before any visitor (MiB)", report["rss_idle_mb"], ""),
+        ("server RSS after the first render (MiB)", report["rss_after_first_render_mb"], ""),
+        ("server RSS after every page once (MiB)", report["rss_after_pages_mb"], "rss_after_pages_mb"),
+        ("server RSS peak while training, defaults (MiB)", report["rss_training_peak_mb"], "rss_training_peak_mb"),
+        ("server RSS after the run stopped (MiB)", report["rss_after_training_mb"], ""),
+        ("training run, last progress seen", report["training_progress"], ""),
+        ("training run, end", report["training_end"], ""),
+        ("digits", report["data_note"], ""),
+        ("machine", f"{report['machine']['cpus']} CPUs, load {report['machine']['load_average_1m']}, "
+                    f"torch {report['machine']['torch']}", ""),
+    ]  # fmt: skip
+    width = max(len(name) for name, _, _ in rows)
+    print(f"| {'measure'.ljust(width)} | value | target |\n|{'-' * (width + 2)}|-------|--------|")
+    for name, value, key in rows:
+        target = ""
+        if key:
+            check = report["targets"][key]
+            target = f"<= {check['target']:g} {'met' if check['met'] else 'MISSED'}"
+        print(f"| {name.ljust(width)} | {value} | {target} |")
+    if report["imports"]:
+        print(
+            "\n| import (fresh interpreter) | RSS MiB | seconds | packages >= 0.05 s (cumulative) |\n|---|---|---|---|"
+        )
+        for row in report["imports"]:
+            if "error" in row:
+                print(f"| {row['imports']} | error: {row['error']} | | |")
+            else:
+                heavy = ", ".join(f"{p} {t:.2f}s" for p, t in row["heavy_packages"].items())
+                print(f"| {row['imports']} | {row['rss_mb']} | {row['seconds']} | {heavy} |")
+    print(f"\npage first visits (s): {report['page_first_visit_s']}")
+    print(f"RSS by mapping after every page (MiB): {report['rss_after_pages_breakdown_mb']}")
+    print(f"RSS by mapping after training (MiB): {report['rss_after_training_breakdown_mb']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,245 @@
+"""Five browser sessions against one server at once: live training, isolation, memory, clean-up.
+
+The Train page refuses a run beyond the server's VAE_MAX_TRAINING_JOBS with "Cannot start: this
+server is already training N models, its limit". This server gets a cap of 4 (more than the default
+2, so memory is measured under more load than production allows): four sessions train at once, the
+fifth is told the server is busy and gets its turn when a slot frees.
+
+Each session's run must appear in its own model picker only, its Latent map must decode a click,
+and after the tabs close no training thread may outlive its session by more than the idle timeout
+plus a margin: the server's threads must stop burning CPU (its thread count alone says little:
+Streamlit keeps a pool of script threads that grows and shrinks with the sessions). Measurements
+are printed (`-s`) and saved as load_report.json in the tmp dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+import pytest
+
+from bench.app_harness import (
+    RssSampler,
+    ServerError,
+    base_url,
+    cpu_usage,
+    free_loopback_port,
+    healthy,
+    start_streamlit,
+    stop_streamlit,
+    thread_count,
+)
+
+from .conftest import wait_for_app_idle
+from .test_latent_map_clicks import (
+    GRAPH,
+    POINT_TEXT,
+    decoded_panel,
+    empty_spots,
+    image_pixels,
+    map_geometry,
+    wait_for_panel_change,
+)
+from .test_pages_in_browser import visit_by_sidebar
+from .test_train_in_browser import STEP_TEXT, choose, current_step, fill, main
+
+pytestmark = pytest.mark.browser
+
+SESSIONS = 5
+MAX_JOBS = 4
+IDLE_TIMEOUT_S = 10
+CLEANUP_MARGIN_S = 25  # stopping finishes a block of steps and a validation pass on a loaded box
+RUN_NAME = re.compile(r"run (\d+): 2-D MLP")
+BUSY = "Cannot start: this server is already training"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_loopback_port()
+    env = {
+        **os.environ,
+        "VAE_OFFLINE": "1",
+        "VAE_MAX_TRAINING_JOBS": str(MAX_JOBS),
+        "VAE_TRAIN_IDLE_TIMEOUT_S": str(IDLE_TIMEOUT_S),
+    }
+    log_path = tmp_path_factory.mktemp("load") / "server.log"
+    try:
+        process = start_streamlit(port, env=env, log_path=log_path)
+    except ServerError as exc:
+        pytest.fail(str(exc))
+    yield process, base_url(port)
+    stop_streamlit(process)
+
+
+def start_run(tab, seed: int) -> None:
+    choose(tab, "Data", "Bundled sample (5,000 digits, fastest)")
+    fill(tab, "Hidden sizes (MLP)", "64")
+    fill(tab, "Epochs", "300")  # far more than the test waits for: runs end by Stop or idleness
+    fill(tab, "Seed", str(seed))
+    main(tab).get_by_role("button", name="Start training").click()
+
+
+def wait_running(tab) -> int:
+    """Wait for the run's first progress report; the run's id from its heading."""
+    tab.get_by_text(STEP_TEXT).first.wait_for(timeout=90_000)
+    heading = main(tab).get_by_role("heading", name=RUN_NAME).first.inner_text()
+    return int(RUN_NAME.search(heading)[1])
+
+
+def wait_step_grows(tab, timeout_s: float = 60) -> tuple[int, int]:
+    first = current_step(tab)[0]
+    deadline = time.monotonic() + timeout_s
+    while (later := current_step(tab)[0]) <= first:
+        assert time.monotonic() < deadline, f"the step count stayed at {first}"
+        time.sleep(0.3)
+    return first, later
+
+
+def stop_run(tab) -> None:
+    main(tab).get_by_role("button", name="Stop", exact=True).click()
+
+
+def wait_stopped(tab) -> None:
+    tab.get_by_text("was stopped after").wait_for(timeout=90_000)
+    wait_for_app_idle(tab)
+
+
+def picker_options(tab) -> tuple[str, list[str]]:
+    picker = tab.get_by_test_id("stSidebar").get_by_role("combobox", name="Model", exact=True)
+    chosen = picker.input_value()
+    picker.click()
+    options = tab.get_by_role("option").all_inner_texts()
+    tab.keyboard.press("Escape")
+    return chosen, options
+
+
+def click_empty_spot(tab) -> dict:
+    """Click an empty spot of the latent map; the decoded panel once its new image has loaded."""
+    tab.locator(f"{GRAPH} .nsewdrag").first.wait_for()
+    spots = empty_spots(map_geometry(tab))
+    assert spots, "no empty space on the latent map to click"
+    before = decoded_panel(tab)["text"]
+    tab.mouse.click(*spots[len(spots) // 2])
+    panel = wait_for_panel_change(tab, before, "Point (")
+    assert "decoded point" in panel["captions"] and len(panel["srcs"]) == 1, panel
+    wait_for_app_idle(tab)
+    return panel
+
+
+def test_five_sessions_train_apart_and_leave_no_thread_behind(server, browser, tmp_path):
+    process, url = server
+    report: dict = {"sessions": SESSIONS, "max_training_jobs": MAX_JOBS, "idle_timeout_s": IDLE_TIMEOUT_S}
+
+    def save() -> None:
+        (tmp_path / "load_report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(SESSIONS)]
+    sampler = RssSampler(process.pid, every_s=0.5)
+    try:
+        with sampler:
+            try:
+                exercise_sessions(url, process.pid, contexts, sampler, report, save)
+            finally:
+                for context in contexts:
+                    context.close()
+            closed_at = time.monotonic()
+            wait_until_quiet(process.pid, closed_at, report)
+            assert healthy(url)
+    finally:
+        report["rss_peak_mb"] = round(sampler.peak_mb, 1)
+        report["rss_end_mb"] = round(sampler.samples[-1], 1) if sampler.samples else None
+        save()
+        print("\n[load] " + json.dumps(report))
+
+
+def exercise_sessions(url, pid, contexts, sampler, report, save) -> None:
+    tabs = [context.new_page() for context in contexts]
+    for tab in tabs:
+        tab.set_default_timeout(90_000)
+    for tab in tabs:  # all five sessions connect before anything trains
+        tab.goto(f"{url}/train", wait_until="domcontentloaded")
+    for tab in tabs:
+        wait_for_app_idle(tab, 90_000)
+    report["threads_idle"] = thread_count(pid)
+    report["rss_idle_mb"] = round(sampler.peak_mb, 1)
+
+    started = time.monotonic()
+    for seed, tab in enumerate(tabs[:MAX_JOBS], start=1):
+        start_run(tab, seed)
+    run_ids = {seed: wait_running(tab) for seed, tab in enumerate(tabs[:MAX_JOBS], start=1)}
+    report["threads_training"] = thread_count(pid)
+    cores, report["busy_threads_training"] = cpu_usage(pid)
+    report["cores_training"] = round(cores, 2)
+
+    start_run(tabs[-1], SESSIONS)  # one too many: the page must say the server is busy
+    busy = main(tabs[-1]).locator('[data-testid="stAlert"]', has_text=BUSY)
+    busy.wait_for(timeout=60_000)
+    report["busy_message"] = busy.inner_text().strip()
+    save()
+    assert f"training {MAX_JOBS} models, its limit" in report["busy_message"]
+
+    report["steps_seen"] = {seed: wait_step_grows(tab) for seed, tab in enumerate(tabs[:MAX_JOBS], 1)}
+    stop_run(tabs[0])  # frees a slot for the fifth session
+    wait_stopped(tabs[0])
+    time.sleep(2)  # "stopped" shows just before the thread itself ends and leaves the count
+    main(tabs[-1]).get_by_role("button", name="Start training").click()
+    run_ids[SESSIONS] = wait_running(tabs[-1])
+    report["steps_seen"][SESSIONS] = wait_step_grows(tabs[-1])
+    for tab in tabs[1:]:
+        stop_run(tab)
+    for tab in tabs[1:]:
+        wait_stopped(tab)
+    report["training_phase_s"] = round(time.monotonic() - started, 1)
+    report["run_ids"] = run_ids
+    save()
+    assert len(set(run_ids.values())) == SESSIONS, run_ids
+    assert healthy(url)
+
+    # Each session's picker offers its own run and no other session's; its map decodes a click.
+    decoded = {}
+    for seed, tab in enumerate(tabs, start=1):
+        visit_by_sidebar(tab, "Latent map")  # a reload (goto) would start a new session
+        chosen, options = picker_options(tab)
+        runs = [o for o in options if RUN_NAME.match(o)]
+        assert len(runs) == 1 and runs[0].startswith(f"run {run_ids[seed]}:"), (run_ids[seed], options)
+        assert chosen == runs[0], (chosen, options)  # a finished run becomes the session's model
+        decoded[seed] = click_empty_spot(tab)
+        pixels = image_pixels(tab, decoded[seed]["srcs"][0])
+        # a model stopped after a few dozen steps decodes a grey blur, not yet a digit: not flat is enough
+        assert pixels.std() > 1.0, "the decoded image is one flat colour"
+        assert tab.locator('[data-testid="stException"]').count() == 0
+    report["decoded"] = {seed: POINT_TEXT.search(d["text"])[0] for seed, d in decoded.items()}
+    assert len({d["srcs"][0] for d in decoded.values()}) == SESSIONS, "two sessions decoded the same image"
+
+    # Leave runs training, then close every tab: the runs must stop by themselves.
+    for seed, tab in enumerate(tabs[:MAX_JOBS], start=1):
+        visit_by_sidebar(tab, "Train")
+        start_run(tab, 100 + seed)
+    for tab in tabs[:MAX_JOBS]:
+        wait_running(tab)
+    report["threads_before_close"] = thread_count(pid)
+    cores, report["busy_threads_before_close"] = cpu_usage(pid)
+    report["cores_before_close"] = round(cores, 2)
+    report["rss_peak_before_close_mb"] = round(sampler.peak_mb, 1)
+    save()
+
+
+def wait_until_quiet(pid: int, closed_at: float, report: dict) -> None:
+    """Wait until no thread of the server burns CPU any more (the training threads have ended)."""
+    deadline = closed_at + IDLE_TIMEOUT_S + CLEANUP_MARGIN_S
+    quiet_windows = 0
+    while True:
+        cores, busy = cpu_usage(pid)
+        quiet_windows = quiet_windows + 1 if busy == 0 and cores < 0.2 else 0
+        if quiet_windows == 2:  # two in a row: a live but starved thread can look idle for a second
+            break
+        assert time.monotonic() < deadline, (
+            f"{busy} threads still busy ({cores:.0%} of a core) {time.monotonic() - closed_at:.0f} s "
+            f"after every tab closed; the idle timeout is {IDLE_TIMEOUT_S} s"
+        )
+    report["quiet_after_close_s"] = round(time.monotonic() - closed_at, 1)
+    report["cores_after_close"] = round(cores, 2)
+    report["threads_after_close"] = thread_count(pid)
