@@ -8,6 +8,8 @@ import sys
 from conftest import REPO_ROOT
 from PIL import Image
 
+from vae_core import load_checkpoint
+
 
 def _cli(*args, env_extra=None):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env_extra or {})}
@@ -57,6 +59,10 @@ def test_train_evaluate_and_sample_from_the_command_line(tmp_path, mnist_dir):
     assert result["n"] == 50 and result["k"] == 200
     assert result["nll"] > 0 and result["recon"] <= 0 and result["kl"] >= 0
     assert result["nll"] <= -result["elbo"] + 1.0  # log p(x) >= ELBO up to estimator noise
+    stored = _cli("evaluate", str(out), "--data-dir", str(mnist_dir), "--k", "20", "--limit", "10", "--store")
+    assert stored.returncode == 0, stored.stderr
+    test_metrics = load_checkpoint(out).metrics["test"]
+    assert test_metrics["n"] == 10 and test_metrics["k"] == 20 and test_metrics["nll"] > 0
     sampled = _cli("sample", str(out), "--n", "16", "--out", str(tmp_path / "grid.png"))
     assert sampled.returncode == 0, sampled.stderr
     assert Image.open(tmp_path / "grid.png").size == (2 * (4 * 29 + 1),) * 2

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument(
+        "--store", action="store_true", help="also write the result into the checkpoint's metrics as 'test'"
+    )
 
     sample = commands.add_parser("sample", help="a PNG grid of prior samples")
     sample.add_argument("checkpoint")
@@ -247,6 +250,9 @@ def command_evaluate(args: argparse.Namespace) -> int:
         result = evaluate_model(checkpoint.model, digits, args.k, args.batch_size, args.seed, bar.update)
     result["checkpoint"] = str(args.checkpoint)
     result["binarization"] = binarization
+    if args.store:
+        metrics = {**checkpoint.metrics, "test": {k: v for k, v in result.items() if k != "checkpoint"}}
+        save_checkpoint(args.checkpoint, checkpoint.model, checkpoint.train_config, metrics, checkpoint.curve)
     if args.json:
         print(json.dumps(result))
     else:
