@@ -59,7 +59,8 @@ with left:
     cols[3].metric(
         f"Test NLL (k={test.get('k', '?')})",
         f"{test['nll']:.2f}" if "nll" in test else "—",
-        help="−log p(x) estimated by importance sampling, nats per image; lower is better",
+        help="−log p(x) estimated by importance sampling, nats per image; lower is better"
+        + (". For this conditional model it is −log p(x | label)." if config.conditional else ""),
     )
     rows = {
         "Architecture": config.describe(),
