@@ -87,10 +87,15 @@ class DigitImages:
         self, index: torch.Tensor | slice, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Binary pixels (B, H*W) float32 for training: resampled per call when dynamic."""
-        probs = self.grey(index)
+        pixels = self.pixels[index]
         if self.binarization == "dynamic":
-            return torch.bernoulli(probs, generator=generator)
-        return (probs > 0.5).float()
+            # P(level > r) for r uniform on {0..254} is exactly level/255: a Bernoulli draw done on
+            # bytes, about 3x cheaper than torch.bernoulli on floats (it was ~40% of a step's time).
+            thresholds = torch.randint(
+                0, 255, pixels.shape, dtype=torch.uint8, generator=generator, device=pixels.device
+            )
+            return (pixels > thresholds).float()
+        return (pixels > 127).float()
 
     def fixed_binary(self, seed: int = EVALUATION_BINARIZATION_SEED) -> torch.Tensor:
         """The whole split binarised once, reproducibly: what evaluation numbers are computed on."""
