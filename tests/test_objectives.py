@@ -92,12 +92,19 @@ def test_log_px_estimate_is_stable_across_seeds_and_above_the_elbo(trained_8d, t
 
 
 def test_log_px_estimate_matches_quadrature_over_the_2d_latent(trained_2d, test_batch):
-    for x in test_batch[:4]:
+    close = 0
+    for x in test_batch[:8]:
         exact = exact_posterior_grid(trained_2d, x, resolution=301).log_px
-        small_chunks = log_likelihood_estimate(trained_2d, x[None], k=5000, element_budget=784 * 7).item()
-        one_chunk = log_likelihood_estimate(trained_2d, x[None], k=5000).item()
-        assert abs(small_chunks - exact) < 0.3
-        assert abs(one_chunk - exact) < 0.3
+        assert (
+            abs(exact_posterior_grid(trained_2d, x, resolution=601).log_px - exact) < 0.01
+        )  # converged grid
+        for budget in (784 * 7, 2**23):  # many small chunks, or one
+            estimate = log_likelihood_estimate(trained_2d, x[None], k=5000, element_budget=budget).item()
+            # Importance sampling is a lower bound in expectation: it can fall short where q misses
+            # part of the posterior, but never rises above the exact value beyond noise.
+            assert estimate < exact + 0.1
+            close += abs(estimate - exact) < 0.1
+    assert close >= 12  # of 16: where the encoder covers the posterior, the two agree to 0.1 nat
 
 
 def test_chunked_estimate_keeps_memory_bounded_for_large_k():
