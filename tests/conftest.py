@@ -59,6 +59,16 @@ def test_batch(sample_digits):
     return sample_digits.subset(slice(4600, 4620)).fixed_binary(0)
 
 
+class RunsCodeWhenUnpickled:
+    """A pickle payload that creates `marker` if anything ever unpickles it."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_global_rng():
     torch.manual_seed(1234)

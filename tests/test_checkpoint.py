@@ -6,6 +6,7 @@ import struct
 
 import pytest
 import torch
+from conftest import RunsCodeWhenUnpickled
 from safetensors.torch import save_file
 
 from vae_core import CheckpointError, ModelConfig, TrainConfig, build_model, load_checkpoint, save_checkpoint
@@ -36,18 +37,10 @@ def test_save_then_load_gives_back_the_same_weights_config_and_metrics(tmp_path,
     )
 
 
-class _RunsCodeWhenUnpickled:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def test_a_pickle_renamed_safetensors_is_refused_and_its_code_never_runs(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.safetensors"
-    path.write_bytes(pickle.dumps({"weights": _RunsCodeWhenUnpickled(marker)}))
+    path.write_bytes(pickle.dumps({"weights": RunsCodeWhenUnpickled(marker)}))
     with pytest.raises(CheckpointError, match="pickle"):
         load_checkpoint(path)
     assert not marker.exists()

@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from conftest import RunsCodeWhenUnpickled
 from PIL import Image, ImageDraw
 
 from explorer.widgets import MAX_CHECKPOINT_BYTES, checkpoint_from_upload
@@ -68,20 +69,12 @@ def test_a_huge_image_is_refused_before_it_is_decoded():
         mnist_style_digit(huge)
 
 
-class _Exploit:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (open, (str(self.marker), "w"))
-
-
 def test_uploaded_checkpoints_load_or_are_refused_with_a_reason(tmp_path):
     good = checkpoint_bytes(build_model(ModelConfig(latent_dim=2, hidden=(16,))))
     assert checkpoint_from_upload("good.safetensors", good).model_config.latent_dim == 2
     marker = tmp_path / "ran"
     bad_files = {
-        "pickle": pickle.dumps(_Exploit(marker)),
+        "pickle": pickle.dumps(RunsCodeWhenUnpickled(marker)),
         "truncated": good[: len(good) // 2],
         "torch zip": _torch_zip(),
         "too big": b"\x00" * (MAX_CHECKPOINT_BYTES + 1),
