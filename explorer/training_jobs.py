@@ -99,11 +99,8 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
     else:
         digits = load_sample_digits()
     # load_train_validation would refuse the 5k fallback with its fixed 10k validation split.
+    # load_sample_digits already shuffles the class-sorted sample, so a tail split is a fair mix.
     held_out = 10_000 if len(digits) > 20_000 else SAMPLE_VALIDATION
-    if held_out == SAMPLE_VALIDATION:
-        # The bundled sample is sorted by class (500 zeros, then 500 ones, ...): a plain tail split
-        # would validate on nines only and train on none. A fixed shuffle keeps runs reproducible.
-        digits = digits.subset(torch.randperm(len(digits), generator=torch.Generator().manual_seed(0)))
     cut = len(digits) - held_out
     train, validation = digits.subset(slice(0, cut)), digits.subset(slice(cut, None))
     note = f"{len(train):,} training and {len(validation):,} validation digits from {digits.source}"

@@ -5,9 +5,6 @@ polls it every half second while it trains; once it ends the page reruns once, p
 the model joins this session's model picker on every page.
 """
 
-import os
-import socket
-
 import numpy as np
 import streamlit as st
 import torch
@@ -17,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from explorer import training_jobs as jobs
 from explorer.figures import grid_picture
 from explorer.registry import ModelEntry
-from explorer.resources import register_session_model, session_models
+from explorer.resources import downloads_allowed, register_session_model, session_models
 from explorer.train_figures import (
     CURVE_TERMS,
     curve_frame,
@@ -32,7 +29,6 @@ from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
 
 JOB_KEY = "train_job"
 REGISTERED_KEY = "train_registered"  # job ids this page has already put into the picker
-DOWNLOAD_TIMEOUT_S = 20.0
 POLL_RUNNING_S, POLL_PAUSED_S = 0.5, 2.0
 CURVE_HEIGHT, LATENT_HEIGHT = 280, 400
 KINDS = {"MLP": ("mlp", False), "conv": ("conv", False), "conditional MLP": ("mlp", True)}
@@ -45,13 +41,7 @@ DATA_CHOICES = {
 @st.cache_resource(show_spinner="Loading training digits…")
 def training_data(source: str) -> jobs.TrainingData:
     """Loaded once per server and shared read-only by every session's runs (uint8 pixels)."""
-    allow_download = os.environ.get("VAE_OFFLINE", "") not in ("1", "true", "yes")
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # a dead network must not hang the page
-    try:
-        return jobs.load_training_data(source, allow_download)
-    finally:
-        socket.setdefaulttimeout(previous)
+    return jobs.load_training_data(source, downloads_allowed())
 
 
 def session_probe():
