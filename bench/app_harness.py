@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -267,3 +268,21 @@ def wait_for_app_idle(page, timeout_ms: float = 60_000) -> None:
 def open_page(page, url: str, path: str, timeout_ms: float = 60_000) -> None:
     page.goto(f"{url}/{path}", wait_until="domcontentloaded")
     wait_for_app_idle(page, timeout_ms)
+
+
+def start_for_benchmark(name: str, timeout_s: float) -> tuple[subprocess.Popen, int, float]:
+    """What a benchmark script does first: check chromium, start a server on a free port.
+
+    Returns (server, port, seconds the start took); exits with a message where either fails.
+    """
+    missing = chromium_missing_message()
+    if missing:
+        sys.exit(missing)
+    port = free_loopback_port()
+    log_path = Path(tempfile.mkdtemp(prefix=f"{name}_")) / "server.log"
+    started = time.perf_counter()
+    try:
+        server = start_streamlit(port, log_path=log_path, timeout_s=timeout_s)
+    except ServerError as exc:
+        sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
+    return server, port, time.perf_counter() - started

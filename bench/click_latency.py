@@ -21,7 +21,6 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,12 +29,9 @@ sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the 
 
 from bench.app_harness import (  # noqa: E402
     PAGES,
-    ServerError,
     base_url,
-    chromium_missing_message,
-    free_loopback_port,
     launch_chromium,
-    start_streamlit,
+    start_for_benchmark,
     stop_streamlit,
 )
 from bench.app_harness import server_rss_mb as rss_mb  # noqa: E402
@@ -190,18 +186,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=90, help="seconds for a page run or a click")
     parser.add_argument("--seed", type=int, default=0, help="which empty spots get clicked")
     args = parser.parse_args()
-    missing = chromium_missing_message()
-    if missing:
-        sys.exit(missing)
-
-    port = free_loopback_port()
-    log_path = Path(tempfile.mkdtemp(prefix="click_latency_")) / "server.log"
-    started = time.perf_counter()
-    try:
-        server = start_streamlit(port, log_path=log_path, timeout_s=args.timeout)
-    except ServerError as exc:
-        sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
-    startup_s = time.perf_counter() - started
+    server, port, startup_s = start_for_benchmark("click_latency", args.timeout)
     try:
         rss_idle = rss_mb(server.pid)
         result = measure(base_url(port), server, args.clicks, args.timeout * 1000, args.seed)

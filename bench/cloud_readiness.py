@@ -24,7 +24,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,13 +33,10 @@ sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the 
 from bench.app_harness import (  # noqa: E402
     PAGES,
     RssSampler,
-    ServerError,
     base_url,
-    chromium_missing_message,
-    free_loopback_port,
     launch_chromium,
     server_rss_mb,
-    start_streamlit,
+    start_for_benchmark,
     stop_streamlit,
     wait_for_app_idle,
 )
@@ -206,18 +202,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=120, help="seconds for a page run")
     parser.add_argument("--skip-imports", action="store_true")
     args = parser.parse_args()
-    missing = chromium_missing_message()
-    if missing:
-        sys.exit(missing)
-
-    port = free_loopback_port()
-    log_path = Path(tempfile.mkdtemp(prefix="cloud_readiness_")) / "server.log"
-    started = time.perf_counter()
-    try:
-        server = start_streamlit(port, log_path=log_path, timeout_s=args.timeout)
-    except ServerError as exc:
-        sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
-    report: dict = {"server_start_s": round(time.perf_counter() - started, 2)}
+    server, port, startup_s = start_for_benchmark("cloud_readiness", args.timeout)
+    report: dict = {"server_start_s": round(startup_s, 2)}
     try:
         report["rss_idle_mb"] = round(server_rss_mb(server.pid), 1)
         report.update(measure_app(base_url(port), server.pid, args.train_seconds, args.timeout * 1000))
