@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from .adam import Adam
 from .models import VAE
 from .objectives import bernoulli_log_lik, log_likelihood_estimate, reparameterized_sample
 
@@ -154,6 +155,59 @@ def observed_mask(hidden: str, image_size: int = 28) -> torch.Tensor:
     return mask.reshape(-1)
 
 
+def centre_square_mask(side: int, image_size: int = 28) -> torch.Tensor:
+    """A (D,) float mask hiding a side x side square at the centre of the image (1 = seen).
+
+    When image_size - side is odd the square sits half a pixel up and left of the true centre.
+    """
+    if not isinstance(side, (int, np.integer)) or not 1 <= side < image_size:
+        raise ValueError(
+            f"side must be a whole number of pixels from 1 to {image_size - 1} for a {image_size}x{image_size} "
+            f"image (something must stay visible), got {side!r}"
+        )
+    start = (image_size - side) // 2
+    mask = torch.ones(image_size, image_size)
+    mask[start : start + side, start : start + side] = 0.0
+    return mask.reshape(-1)
+
+
+def random_pixels_mask(fraction: float, image_size: int = 28, seed: int = 0) -> torch.Tensor:
+    """A (D,) float mask hiding round(fraction * D) pixels picked uniformly at random (1 = seen).
+
+    The same seed always hides the same pixels, so a completion can be rerun and compared.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"fraction is the share of pixels to hide: use a value in [0, 1), got {fraction!r}")
+    n_pixels = image_size * image_size
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randperm(n_pixels, generator=generator)[: round(fraction * n_pixels)]
+    mask = torch.ones(n_pixels)
+    mask[hidden] = 0.0
+    return mask
+
+
+def painted_region_mask(painting, image_size: int = 28, threshold: float = 0.5) -> torch.Tensor:
+    """A (D,) float mask hiding the pixels a user painted over (1 = seen).
+
+    `painting` is an (H, W) array of paint coverage in [0, 1] (a canvas's alpha channel), with H and
+    W the same whole multiple of image_size: each image pixel is the mean over its block of canvas
+    pixels and is hidden when at least `threshold` of it is painted.
+    """
+    painting = np.asarray(painting, dtype=np.float32)
+    if painting.ndim != 2 or painting.shape[0] != painting.shape[1] or painting.shape[0] % image_size:
+        raise ValueError(
+            f"painting must be a square (H, H) array with H a multiple of {image_size}, got shape "
+            f"{painting.shape}; resize the canvas picture to {image_size}x{image_size} first"
+        )
+    if painting.size and not (painting.min() >= 0.0 and painting.max() <= 1.0):
+        raise ValueError("painting holds paint coverage: values must lie in [0, 1] (divide 8-bit alpha by 255)")
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold is the painted share that hides a pixel: use a value in (0, 1], got {threshold!r}")
+    block = painting.shape[0] // image_size
+    coverage = painting.reshape(image_size, block, image_size, block).mean(axis=(1, 3))  # (S, S)
+    return torch.from_numpy((coverage < threshold).astype(np.float32)).reshape(-1)
+
+
 def observed_elbo(
     model: VAE,
     x: torch.Tensor,
@@ -210,7 +264,7 @@ def complete_masked_image(
     generator = torch.Generator(device=device).manual_seed(seed)
     mean = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
     log_std = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([mean, log_std], lr=lr)
+    optimizer = Adam([mean, log_std], lr=lr)
     trace = np.empty(steps)
     for step in range(steps):
         q = Normal(mean, log_std.exp())
