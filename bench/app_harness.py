@@ -67,11 +67,11 @@ def healthy(url: str) -> bool:
         return False
 
 
-def streamlit_command(port: int) -> list[str]:
+def streamlit_command(port: int, python: str | None = None) -> list[str]:
     # No file watcher: an edit in the tree mid-run would put a "File change" prompt over the pages,
     # and watching costs CPU the 2-core CI box does not have.
     return [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        python or sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
         "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]  # fmt: skip
@@ -84,12 +84,14 @@ def start_streamlit(
     log_path: Path | str | None = None,
     timeout_s: float = SERVER_START_TIMEOUT_S,
     prefix: Sequence[str] = (),
+    python: str | None = None,
 ) -> subprocess.Popen:
     """Start the app and return once its health endpoint answers; ServerError if it never does.
 
     `env` defaults to this process's environment with VAE_OFFLINE=1 (VAE_DATA_DIR and
     VAE_PRETRAINED_DIR pass through). `prefix` goes before the command (e.g. `unshare …`); it must
-    exec the server so that the returned process is the server itself.
+    exec the server so that the returned process is the server itself. `python` is the
+    interpreter that serves (default: this one), e.g. a virtual environment with another torch.
     """
     if env is None:
         env = {**os.environ, "VAE_OFFLINE": "1"}
@@ -98,7 +100,7 @@ def start_streamlit(
     log_path = Path(log_path)
     with open(log_path, "wb") as log:  # a file, not a pipe: an unread pipe would block the server
         process = subprocess.Popen(
-            [*prefix, *streamlit_command(port)], cwd=cwd, env=dict(env), stdout=log,
+            [*prefix, *streamlit_command(port, python)], cwd=cwd, env=dict(env), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     url = base_url(port)
@@ -270,7 +272,9 @@ def open_page(page, url: str, path: str, timeout_ms: float = 60_000) -> None:
     wait_for_app_idle(page, timeout_ms)
 
 
-def start_for_benchmark(name: str, timeout_s: float) -> tuple[subprocess.Popen, int, float]:
+def start_for_benchmark(
+    name: str, timeout_s: float, python: str | None = None
+) -> tuple[subprocess.Popen, int, float]:
     """What a benchmark script does first: check chromium, start a server on a free port.
 
     Returns (server, port, seconds the start took); exits with a message where either fails.
@@ -282,7 +286,7 @@ def start_for_benchmark(name: str, timeout_s: float) -> tuple[subprocess.Popen, 
     log_path = Path(tempfile.mkdtemp(prefix=f"{name}_")) / "server.log"
     started = time.perf_counter()
     try:
-        server = start_streamlit(port, log_path=log_path, timeout_s=timeout_s)
+        server = start_streamlit(port, log_path=log_path, timeout_s=timeout_s, python=python)
     except ServerError as exc:
         sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
     return server, port, time.perf_counter() - started
