@@ -8,6 +8,7 @@ from .inference import (
     CompletionResult,
     LatentProjection,
     PosteriorGrid,
+    centre_square_mask,
     complete_masked_image,
     decode,
     encode,
@@ -16,6 +17,8 @@ from .inference import (
     interpolate,
     latent_grid,
     observed_mask,
+    painted_region_mask,
+    random_pixels_mask,
     reconstruct,
     sample_prior,
 )

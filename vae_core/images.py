@@ -73,6 +73,25 @@ def mnist_style_digit(data: bytes, image_size: int = 28) -> np.ndarray:
             grey = np.asarray(probe.convert("L"), dtype=np.float32) / 255.0
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
         raise ValueError(f"the file is not a readable PNG or JPEG image ({type(exc).__name__})") from None
+    return mnist_style_pixels(grey, image_size)
+
+
+def mnist_style_pixels(grey: np.ndarray, image_size: int = 28) -> np.ndarray:
+    """A greyscale picture of one digit, (H, W) in [0, 1] -> (image_size**2,) float32 prepared like MNIST.
+
+    The pixel-array half of `mnist_style_digit`, for pictures that never were files (a canvas drawing):
+    invert a light background, stretch the contrast, crop to the ink, fit it into a 20x20 box (for
+    28x28) keeping the aspect ratio, and centre it by mass. ValueError if there is no ink.
+    """
+    from PIL import Image
+
+    grey = np.asarray(grey, dtype=np.float32)
+    if grey.ndim != 2 or min(grey.shape) < 2:
+        raise ValueError(
+            f"a digit picture must be a 2-D (H, W) array of at least 2x2 pixels, got shape {grey.shape}"
+        )
+    if not (np.isfinite(grey).all() and grey.min() >= 0.0 and grey.max() <= 1.0):
+        raise ValueError("pixel values must be finite and lie in [0, 1] (divide 8-bit values by 255)")
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 0.5:  # dark ink on light paper: MNIST is light ink on black
         grey, border = 1.0 - grey, 1.0 - border

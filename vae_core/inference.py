@@ -200,9 +200,13 @@ def painted_region_mask(painting, image_size: int = 28, threshold: float = 0.5) 
             f"{painting.shape}; resize the canvas picture to {image_size}x{image_size} first"
         )
     if painting.size and not (painting.min() >= 0.0 and painting.max() <= 1.0):
-        raise ValueError("painting holds paint coverage: values must lie in [0, 1] (divide 8-bit alpha by 255)")
+        raise ValueError(
+            "painting holds paint coverage: values must lie in [0, 1] (divide 8-bit alpha by 255)"
+        )
     if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold is the painted share that hides a pixel: use a value in (0, 1], got {threshold!r}")
+        raise ValueError(
+            f"threshold is the painted share that hides a pixel: use a value in (0, 1], got {threshold!r}"
+        )
     block = painting.shape[0] // image_size
     coverage = painting.reshape(image_size, block, image_size, block).mean(axis=(1, 3))  # (S, S)
     return torch.from_numpy((coverage < threshold).astype(np.float32)).reshape(-1)
