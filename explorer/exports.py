@@ -44,3 +44,28 @@ def gif_bytes(frames: Sequence[np.ndarray], frame_ms: int = 120, scale: int = 4,
         loop=0 if loop else 1, disposal=2,
     )  # fmt: skip
     return buffer.getvalue()
+
+
+# Decodes in an exported interpolation animation: finer than the page's step slider, so it moves smoothly.
+PATH_GIF_STEPS = 24
+
+
+def digit_frames(probs, image_size: int = 28) -> list[np.ndarray]:
+    """(N, D) pixel values in [0, 1] -> N (image_size, image_size) uint8 frames."""
+    pixels = np.asarray(probs.detach().cpu() if hasattr(probs, "detach") else probs, dtype=np.float32)
+    pixels = np.clip(pixels.reshape(-1, image_size, image_size), 0, 1)
+    return list((pixels * 255).round().astype(np.uint8))
+
+
+def there_and_back(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """frames, then back again without repeating either end: loops with no jump (N -> 2N - 2 frames)."""
+    frames = list(frames)
+    return frames + frames[-2:0:-1]
+
+
+def path_gif(
+    probs, image_size: int = 28, frame_ms: int = 80, scale: int = 4, round_trip: bool = True
+) -> bytes:
+    """Digits decoded along a latent path, (N, D) in [0, 1], as a looping animated GIF."""
+    frames = digit_frames(probs, image_size)
+    return gif_bytes(there_and_back(frames) if round_trip else frames, frame_ms=frame_ms, scale=scale)

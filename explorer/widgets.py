@@ -1,8 +1,11 @@
-"""Small Streamlit widgets every page uses: the model picker, the digit picker, digit pictures."""
+"""Small Streamlit widgets every page uses: the model picker, the digit picker, digit pictures,
+and the glue between them and the address bar (a shared link restores the view; the URL follows it).
+"""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
@@ -12,8 +15,18 @@ from vae_core import CheckpointError, load_checkpoint
 from .figures import digit_picture
 from .registry import ModelEntry
 from .resources import available_models, digits_for, explore_digits, register_session_model, session_models
+from .share_links import (
+    MODEL_PARAM,
+    ShareLinkError,
+    find_model,
+    model_url_name,
+    parse_index,
+    view_url,
+)
 
 SELECTED_MODEL = "selected_model"
+URL_WRITTEN = "share_url_written"  # the query parameters as this session last set them
+LINK_PARAMS = "share_link_params"  # those a link brought this run, not yet applied
 
 
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
@@ -73,6 +86,13 @@ def model_picker(help_text: str | None = None) -> ModelEntry:
         )
         st.stop()
     keys = list(models)
+    _read_link_params()
+    linked = take_link_param(MODEL_PARAM)
+    if linked is not None:
+        try:
+            st.session_state[SELECTED_MODEL] = find_model(linked, models.values())
+        except ShareLinkError as exc:
+            warn_ignored(exc)
     wanted = st.session_state.get(SELECTED_MODEL)
     # Each page's picker is a different widget, and after a page switch this key can still hold
     # the previous page's value while the new widget starts at its default: seed it on every run
@@ -84,6 +104,9 @@ def model_picker(help_text: str | None = None) -> ModelEntry:
     )  # fmt: skip
     st.session_state[SELECTED_MODEL] = choice
     st.sidebar.caption(explore_digits().note)
+    # Every page's URL names its model, also pages that share nothing else; a page's own
+    # parameters follow in share_this_view.
+    write_url_params({**st.query_params.to_dict(), MODEL_PARAM: model_url_name(models[choice])})
     return models[choice]
 
 
@@ -92,9 +115,24 @@ def labels_for(entry: ModelEntry, labels):
     return labels if entry.config.conditional else None
 
 
-def digit_picker(entry: ModelEntry, key: str, label: str = "Digit", default_class: int = 0) -> int:
-    """Pick one explored digit by class, by index or at random; returns its index."""
+def digit_picker(
+    entry: ModelEntry, key: str, label: str = "Digit", default_class: int = 0, share_param: str | None = None
+) -> int:
+    """Pick one explored digit by class, by index or at random; returns its index.
+
+    With `share_param`, a link's `share_param=INDEX` opens the picker on that index (the caller puts
+    the returned index back into the URL through share_this_view).
+    """
     digits = digits_for(entry)
+    linked = take_link_param(share_param) if share_param else None
+    if linked is not None:
+        try:
+            index = parse_index(linked, len(digits), share_param)
+        except ShareLinkError as exc:
+            warn_ignored(exc)
+        else:
+            st.session_state[f"{key}_mode"] = "index"
+            st.session_state[f"{key}_index"] = index
     st.markdown(f"**{label}**")
     mode = st.radio(
         "Pick by",
@@ -113,7 +151,8 @@ def digit_picker(entry: ModelEntry, key: str, label: str = "Digit", default_clas
         nth = right.number_input(f"Which {digit}", 0, len(members) - 1, 0, key=f"{key}_nth")
         return int(members[int(nth)])
     if mode == "index":
-        return int(st.number_input("Index", 0, len(digits) - 1, 0, key=f"{key}_index"))
+        # no explicit value (the default is the minimum, 0): a link sets this one through session state
+        return int(st.number_input("Index", 0, len(digits) - 1, key=f"{key}_index"))
     random_key = f"{key}_random"
     if random_key not in st.session_state or st.button("Another random digit", key=f"{key}_reroll"):
         st.session_state[random_key] = random.randrange(len(digits))
@@ -122,3 +161,69 @@ def digit_picker(entry: ModelEntry, key: str, label: str = "Digit", default_clas
 
 def show_digit(probs, caption: str, image_size: int = 28, target=st) -> None:
     target.image(digit_picture(probs, image_size), caption=caption, width=140)
+
+
+# --- the address bar -----------------------------------------------------------------------------
+
+
+def _read_link_params() -> None:
+    """At the start of a full run: keep the URL's parameters to apply if a link brought them.
+
+    The URL holds what this session last wrote unless the user arrived by a link (a new session),
+    edited the address or went back in the browser's history: only then is there anything to apply.
+    """
+    current = st.query_params.to_dict()
+    from_link = current != st.session_state.get(URL_WRITTEN)
+    st.session_state[LINK_PARAMS] = dict(current) if from_link else {}
+
+
+def take_link_param(name: str) -> str | None:
+    """A parameter the link brought, once: a rerun that follows must not undo the user's changes."""
+    return st.session_state.get(LINK_PARAMS, {}).pop(name, None)
+
+
+def restore_from_link(readers: dict[str, tuple[str, Callable[[str], object]]]) -> None:
+    """For each parameter the link brought: `readers[name] = (state key, parse)` sets that widget's
+    state to the parsed value, or a warning says why the value was ignored. Call before the widgets.
+    """
+    for name, (state_key, parse) in readers.items():
+        value = take_link_param(name)
+        if value is None:
+            continue
+        try:
+            st.session_state[state_key] = parse(value)
+        except ShareLinkError as exc:
+            warn_ignored(exc)
+
+
+def warn_ignored(error: ShareLinkError, target=st) -> None:
+    target.warning(f"Ignored from the link: {error}.", icon="🔗")
+
+
+def write_url_params(params: dict[str, str]) -> None:
+    """Make the address bar show exactly `params`; nothing is sent when it already does.
+
+    Each change is one browser-history entry, so callers write a page's whole set at once.
+    """
+    params = {name: str(value) for name, value in params.items()}
+    if st.query_params.to_dict() != params:
+        st.query_params.from_dict(params)
+    st.session_state[URL_WRITTEN] = params
+
+
+def share_this_view(entry: ModelEntry, page: str, params: dict[str, object], target=None) -> str:
+    """Put the view (model + a page's `params`; None values left out) in the URL and show its link.
+
+    `page` is the page's URL path, used when the browser's own URL is unknown (AppTest).
+    Returns the link.
+    """
+    shown = {MODEL_PARAM: model_url_name(entry)}
+    shown.update({name: str(value) for name, value in params.items() if value is not None})
+    write_url_params(shown)
+    link = view_url(st.context.url or f"/{page}", shown)
+    box = target if target is not None else st.sidebar
+    box.markdown("**Share this view**")
+    box.code(link, language=None, wrap_lines=True)
+    if entry.origin != "pretrained":
+        box.caption("This model lives only in your session: the link opens with the default model.")
+    return link

@@ -3,15 +3,44 @@
 import streamlit as st
 import torch
 
+from explorer.exports import PATH_GIF_STEPS, digit_grid_png, path_gif
 from explorer.figures import digit_picture, grid_picture, interpolation_path_figure, plane_bounds
 from explorer.resources import digits_for, latent_codes
-from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.share_links import (
+    END_PARAM,
+    LABEL_PARAM,
+    PATH_PARAM,
+    START_PARAM,
+    STEPS_PARAM,
+    parse_choice,
+    parse_int_in,
+    parse_label,
+)
+from explorer.widgets import (
+    digit_picker,
+    labels_for,
+    model_picker,
+    restore_from_link,
+    share_this_view,
+    show_digit,
+)
 from vae_core import decode, encode, interpolate
+
+METHODS = ("linear", "spherical")
+MIN_STEPS, MAX_STEPS = 3, 25
 
 entry = model_picker()
 config = entry.config
 digits = digits_for(entry)
 codes = latent_codes(entry)
+
+
+# A link's values go into the widgets' state before they are drawn; the two ends are the pickers' own.
+restore_from_link({
+    PATH_PARAM: ("interp_method", lambda v: parse_choice(v, METHODS, PATH_PARAM)),
+    STEPS_PARAM: ("interp_steps", lambda v: parse_int_in(v, MIN_STEPS, MAX_STEPS, STEPS_PARAM)),
+    LABEL_PARAM: ("interp_condition", lambda v: parse_label(v, config.conditional, entry.name)),
+})  # fmt: skip
 
 st.title("Interpolate")
 st.caption(
@@ -23,15 +52,16 @@ st.caption(
 
 start_column, end_column = st.columns(2)
 with start_column:
-    start = digit_picker(entry, "interp_from", "From", default_class=1)
+    start = digit_picker(entry, "interp_from", "From", default_class=1, share_param=START_PARAM)
     show_digit(digits.grey(start), f"#{start} (a {int(digits.labels[start])})", config.image_size)
 with end_column:
-    end = digit_picker(entry, "interp_to", "To", default_class=7)
+    end = digit_picker(entry, "interp_to", "To", default_class=7, share_param=END_PARAM)
     show_digit(digits.grey(end), f"#{end} (a {int(digits.labels[end])})", config.image_size)
 
 controls = st.columns(3)
-method = controls[0].radio("Path", ("linear", "spherical"), horizontal=True, key="interp_method")
-steps = controls[1].slider("Steps", 3, 25, 10, key="interp_steps")
+method = controls[0].radio("Path", METHODS, horizontal=True, key="interp_method")
+st.session_state.setdefault("interp_steps", 10)  # the default lives here, so a link may set another
+steps = controls[1].slider("Steps", MIN_STEPS, MAX_STEPS, key="interp_steps")
 condition = None
 if config.conditional:
     # The encoder sees each digit with its own label; the decoder draws every step as one chosen digit,
@@ -78,3 +108,23 @@ st.image(
     caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
     width=strip.shape[1],
 )
+
+# Take-aways: the strip as shown, and an animation decoded more finely along the same path.
+pair_name = f"{entry.name}-{start}-to-{end}-{method}"
+downloads = st.columns([1, 1, 3])
+downloads[0].download_button(
+    "Download the strip (PNG)", digit_grid_png(images, config.image_size, columns=steps),
+    file_name=f"{pair_name}-{steps}-steps.png", mime="image/png", key="interp_strip_png", on_click="ignore",
+)  # fmt: skip
+gif_path = interpolate(mu[0], mu[1], PATH_GIF_STEPS, method)
+gif_frames = decode(entry.model, gif_path, labels_for(entry, torch.full((PATH_GIF_STEPS,), condition or 0)))
+downloads[1].download_button(
+    "Download the animation (GIF)", path_gif(gif_frames, config.image_size),
+    file_name=f"{pair_name}.gif", mime="image/gif", key="interp_gif", on_click="ignore",
+    help=f"{PATH_GIF_STEPS} decodes from #{start} to #{end}, then back again, looping.",
+)  # fmt: skip
+
+share_this_view(
+    entry, "interpolate",
+    {START_PARAM: start, END_PARAM: end, PATH_PARAM: method, STEPS_PARAM: steps, LABEL_PARAM: condition},
+)  # fmt: skip

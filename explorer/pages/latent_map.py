@@ -4,10 +4,29 @@ import numpy as np
 import streamlit as st
 import torch
 
+from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture, latent_map_figure, plane_bounds
 from explorer.resources import digits_for, latent_codes
-from explorer.selection import click_from_selection
-from explorer.widgets import labels_for, model_picker, show_digit
+from explorer.selection import MapClick, click_from_selection
+from explorer.share_links import (
+    DIGIT_PARAM,
+    LABEL_PARAM,
+    POINT_PARAM,
+    ShareLinkError,
+    format_point,
+    parse_index,
+    parse_label,
+    parse_point,
+    round_point,
+)
+from explorer.widgets import (
+    labels_for,
+    model_picker,
+    share_this_view,
+    show_digit,
+    take_link_param,
+    warn_ignored,
+)
 from vae_core import decode, elbo_terms, encode, reconstruct
 from vae_core.images import mnist_style_digit
 
@@ -31,6 +50,30 @@ st.caption(
     "space to decode that point; click a digit to see it, its reconstruction and its posterior." + pca_note
 )
 
+
+def _restore_from_link() -> None:
+    """A shared link's point (z=x,y) or mapped digit (digit=INDEX), and a conditional model's label."""
+    point, digit, label = (take_link_param(name) for name in (POINT_PARAM, DIGIT_PARAM, LABEL_PARAM))
+    if point is not None and digit is not None:
+        warn_ignored(
+            ShareLinkError(f"{DIGIT_PARAM}={digit}, since the link also gives a point {POINT_PARAM}")
+        )
+    try:
+        if point is not None:
+            st.session_state[click_key] = MapClick(*parse_point(point))
+        elif digit is not None:
+            i = parse_index(digit, len(codes.plane), DIGIT_PARAM)  # only the mapped digits can be shown
+            st.session_state[click_key] = MapClick(float(codes.plane[i, 0]), float(codes.plane[i, 1]), i)
+    except ShareLinkError as exc:
+        warn_ignored(exc)
+    if label is not None:
+        try:
+            st.session_state["map_condition"] = parse_label(label, config.conditional, entry.name)
+        except ShareLinkError as exc:
+            warn_ignored(exc)
+
+
+_restore_from_link()
 condition = None
 if config.conditional:
     condition = st.selectbox(
@@ -48,6 +91,8 @@ def _test_elbos(entry) -> torch.Tensor:
 
 def _remember_click(chart_key: str) -> None:
     click = click_from_selection(st.session_state[chart_key].get("selection"))
+    if click is not None and not click.on_digit:  # decode the point as a link will carry it
+        click = MapClick(*round_point((click.x, click.y)))
     if click is not None:  # a changed figure resets the selection: keep the last real click
         st.session_state[click_key] = click
 
@@ -99,6 +144,14 @@ def map_and_decoded() -> None:
                 + ")"
             )  # fmt: skip
             st.session_state["latent_map_last_decoded"] = recon.numpy()
+        shared = {LABEL_PARAM: condition}
+        if click is not None:
+            shared.update(
+                {DIGIT_PARAM: click.digit_index}
+                if click.on_digit
+                else {POINT_PARAM: format_point((click.x, click.y))}
+            )
+        share_this_view(entry, "latent_map", shared, target=right)
 
 
 with st.expander("Your own digit: upload a photo or drawing (PNG or JPEG)"):
@@ -151,3 +204,7 @@ st.image(
     grid_picture(grid, config.image_size, columns=n, scale=2),
     caption=f"Decoded {n}×{n} grid spanning the map's axes (rows from top to bottom = high to low y).",
 )
+st.download_button(
+    "Download the grid (PNG)", digit_grid_png(grid, config.image_size, columns=n),
+    file_name=f"{entry.name}-manifold-{n}x{n}.png", mime="image/png", key="manifold_png", on_click="ignore",
+)  # fmt: skip

@@ -5,7 +5,15 @@ import torch
 
 from explorer.figures import posterior_figure
 from explorer.resources import digits_for
-from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
+from explorer.widgets import (
+    digit_picker,
+    labels_for,
+    model_picker,
+    restore_from_link,
+    share_this_view,
+    show_digit,
+)
 from vae_core import complete_masked_image, encode, exact_posterior_grid, importance_log_px, observed_mask
 from vae_core.diagnostics import inference_gaps
 from vae_core.inference import HIDDEN_HALVES, observed_elbo
@@ -16,11 +24,14 @@ KEPT_RESULTS = 12  # a session keeps its latest results, not all it ever compute
 IMPORTANCE_K = 1000
 ELBO_SAMPLES = 1000
 
+PARTS = ("full", *HIDDEN_HALVES)
+
 entry = model_picker()
 config = entry.config
 
 st.title("Exact posterior vs the encoder")
 if config.latent_dim != 2:
+    share_this_view(entry, "posterior", {})  # a link to this page with this model, still
     st.info(
         f"The exact posterior is computed on a grid over the latent plane, so it needs a model with a "
         f"2-D latent; **{entry.name}** has {config.latent_dim} dimensions. Pick a 2-D model in the sidebar "
@@ -38,13 +49,16 @@ st.caption(
 digits = digits_for(entry)
 controls_column, figure_column = st.columns([1, 2])
 with controls_column:
-    digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4)
+    digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4, share_param=DIGIT_PARAM)
+    restore_from_link({PART_PARAM: ("posterior_visible", lambda v: parse_choice(v, PARTS, PART_PARAM))})
     visible = st.radio(
-        "Visible part", ("full", *HIDDEN_HALVES), horizontal=True, key="posterior_visible",
+        "Visible part", PARTS, horizontal=True, key="posterior_visible",
         format_func=lambda v: "full image" if v == "full" else f"hide {v}",
     )  # fmt: skip
     fit_svi = st.toggle("Fit q*(z) by SVI", key="posterior_svi")
     svi_steps = st.slider("SVI steps", 20, 1000, 300, step=10, key="posterior_svi_steps")
+
+share_this_view(entry, "posterior", {DIGIT_PARAM: digit, PART_PARAM: visible})
 
 x = (digits.grey(digit) > 0.5).float().reshape(1, -1)  # the binary pixels the model is scored on
 mask = torch.ones(config.pixels) if visible == "full" else observed_mask(visible, config.image_size)

@@ -5,16 +5,44 @@ import math
 import streamlit as st
 import torch
 
+from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture
-from explorer.widgets import labels_for, model_picker
+from explorer.share_links import (
+    COUNT_PARAM,
+    LABEL_PARAM,
+    SEED_PARAM,
+    TEMPERATURE_PARAM,
+    parse_choice,
+    parse_float_in,
+    parse_int_in,
+    parse_label,
+)
+from explorer.widgets import labels_for, model_picker, restore_from_link, share_this_view
 from vae_core import sample_prior
 
 SEED_KEY = "samples_seed"
 ALL_DIGITS = "all digits"
+COUNTS = (16, 36, 64, 100)
+MIN_T, MAX_T, T_STEP = 0.1, 2.0, 0.05
+MAX_SEED = 2**31 - 1
 
 entry = model_picker()
 config = entry.config
+
+# A link's values go into the widgets' state before they are drawn (their defaults follow it).
+restore_from_link({
+    SEED_PARAM: (SEED_KEY, lambda v: parse_int_in(v, 0, MAX_SEED, SEED_PARAM)),
+    # snapped to the slider's step, as the slider itself would leave it
+    TEMPERATURE_PARAM: (
+        "samples_temperature",
+        lambda v: round(round(parse_float_in(v, MIN_T, MAX_T, TEMPERATURE_PARAM) / T_STEP) * T_STEP, 2),
+    ),
+    COUNT_PARAM: ("samples_count", lambda v: int(parse_choice(v, [str(c) for c in COUNTS], COUNT_PARAM))),
+    LABEL_PARAM: ("samples_digit", lambda v: parse_label(v, config.conditional, entry.name)),
+})  # fmt: skip
 st.session_state.setdefault(SEED_KEY, 0)
+st.session_state.setdefault("samples_temperature", 1.0)
+st.session_state.setdefault("samples_count", 36)
 
 
 def _reseed() -> None:
@@ -29,8 +57,8 @@ st.caption(
 )
 
 controls = st.columns([2, 2, 2, 1])
-temperature = controls[0].slider("Temperature T", 0.1, 2.0, 1.0, step=0.05, key="samples_temperature")
-count = controls[1].select_slider("Samples", (16, 36, 64, 100), value=36, key="samples_count")
+temperature = controls[0].slider("Temperature T", MIN_T, MAX_T, step=T_STEP, key="samples_temperature")
+count = controls[1].select_slider("Samples", COUNTS, key="samples_count")
 digit = ALL_DIGITS
 if config.conditional:
     digit = controls[2].selectbox("Digit", [ALL_DIGITS, *range(10)], key="samples_digit")
@@ -62,7 +90,21 @@ binary_column.image(
     caption="One binary image drawn from each p(x|z): what the model, strictly, generates",
     width=means.shape[1],
 )
+grid_name = f"{entry.name}-samples-T{temperature:.2f}-seed{seed}"
+means_column.download_button(
+    "Download the means (PNG)", digit_grid_png(probs, config.image_size, columns=columns),
+    file_name=f"{grid_name}-means.png", mime="image/png", key="samples_means_png", on_click="ignore",
+)  # fmt: skip
+binary_column.download_button(
+    "Download the binary draws (PNG)", digit_grid_png(binary, config.image_size, columns=columns),
+    file_name=f"{grid_name}-binary.png", mime="image/png", key="samples_binary_png", on_click="ignore",
+)  # fmt: skip
 st.caption(
     "The means are what VAE papers usually show. The binary draws add independent pixel noise, since a "
     "Bernoulli decoder knows nothing of neighbouring pixels: the speckle is the model, not a bug."
 )
+share_this_view(
+    entry, "samples",
+    {SEED_PARAM: seed, TEMPERATURE_PARAM: f"{temperature:g}", COUNT_PARAM: count,
+     LABEL_PARAM: None if digit == ALL_DIGITS else digit},
+)  # fmt: skip

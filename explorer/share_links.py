@@ -1,0 +1,147 @@
+"""A view's address: read the query parameters a shared link carries, and write a view back as one.
+
+Pure functions, no Streamlit, so every rule is unit-tested. A value that cannot be used raises
+ShareLinkError with a sentence the page shows before falling back to its default.
+
+The parameters (each page reads only its own):
+    model=mlp2d            a pretrained model by name (a session's own model by its key)
+    z=0.51,-1.2            Latent map: the decoded point of the map's plane (the latent itself for
+                           a 2-D model, the first two principal components otherwise)
+    digit=17               Latent map / Posterior: an explored test digit, by index
+    a=17&b=42              Interpolate: the two ends
+    path=spherical, steps=12      Interpolate: linear or spherical, and how many steps
+    label=3                       the class a conditional decoder draws (Latent map, Interpolate, Samples)
+    part=top                      Posterior: which half is hidden (or full)
+    seed=4&T=0.8&n=64             Samples: the draw, its temperature and how many
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from urllib.parse import urlencode
+
+from .registry import ModelEntry
+
+MODEL_PARAM = "model"
+POINT_PARAM = "z"
+DIGIT_PARAM = "digit"
+START_PARAM, END_PARAM = "a", "b"
+PATH_PARAM = "path"
+STEPS_PARAM = "steps"
+LABEL_PARAM = "label"
+PART_PARAM = "part"
+SEED_PARAM, TEMPERATURE_PARAM, COUNT_PARAM = "seed", "T", "n"
+
+# Three decimals is what the map prints; a shared point is rounded to it so the link, the printed
+# coordinates and the decoded point are the same numbers (0.0005 of a unit moves no pixel).
+POINT_DECIMALS = 3
+# A standard-normal prior has no mass this far out; a larger value is a typo, not a view.
+MAX_ABS_COORDINATE = 50.0
+
+
+class ShareLinkError(ValueError):
+    """A query parameter that cannot be used; the message says which, and why."""
+
+
+def model_url_name(entry: ModelEntry) -> str:
+    """How a link names a model: a pretrained one by its file name, any other by its session key."""
+    return entry.name if entry.origin == "pretrained" else entry.key
+
+
+def find_model(value: str, entries: Iterable[ModelEntry]) -> str:
+    """The key of the model a link names, or ShareLinkError listing the names that would work."""
+    entries = list(entries)
+    for entry in entries:
+        if value in (model_url_name(entry), entry.key):
+            return entry.key
+    names = ", ".join(model_url_name(entry) for entry in entries if entry.origin == "pretrained")
+    raise ShareLinkError(f"{MODEL_PARAM}={value!r} is no model here (the shared ones: {names or 'none'})")
+
+
+def parse_index(value: str, count: int, name: str = DIGIT_PARAM) -> int:
+    """A whole number in [0, count), e.g. an explored digit's index."""
+    text = value.strip()
+    if not text.isdigit():  # rejects "", "-3", "1.5", "x" and "+2" alike
+        raise ShareLinkError(f"{name}={value!r} is not a digit index (a whole number from 0)")
+    index = int(text)
+    if index >= count:
+        raise ShareLinkError(
+            f"{name}={index} is out of range: there are {count:,} digits (0 to {count - 1:,})"
+        )
+    return index
+
+
+def parse_int_in(value: str, low: int, high: int, name: str) -> int:
+    """A whole number in [low, high]."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ShareLinkError(f"{name}={value!r} is not a whole number") from None
+    if not low <= number <= high:
+        raise ShareLinkError(f"{name}={number} is outside {low} to {high}")
+    return number
+
+
+def parse_float_in(value: str, low: float, high: float, name: str) -> float:
+    """A finite number in [low, high]."""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ShareLinkError(f"{name}={value!r} is not a number") from None
+    if not low <= number <= high:  # also rejects nan
+        raise ShareLinkError(f"{name}={value!r} is outside {low:g} to {high:g}")
+    return number
+
+
+def parse_label(value: str, conditional: bool, model_name: str) -> int:
+    """The class (0 to 9) a conditional decoder draws; an unconditional model has none to set."""
+    if not conditional:
+        raise ShareLinkError(f"{LABEL_PARAM}={value}: {model_name} is not a conditional model")
+    return parse_int_in(value, 0, 9, LABEL_PARAM)
+
+
+def parse_choice(value: str, options: Sequence[str], name: str) -> str:
+    """One of `options`, matched without regard to case."""
+    wanted = value.strip().lower()
+    for option in options:
+        if option.lower() == wanted:
+            return option
+    raise ShareLinkError(f"{name}={value!r} is not one of {', '.join(options)}")
+
+
+def parse_point(value: str, dimension: int = 2, name: str = POINT_PARAM) -> tuple[float, ...]:
+    """`dimension` comma-separated finite numbers within ±MAX_ABS_COORDINATE, rounded to POINT_DECIMALS."""
+    parts = [part.strip() for part in value.split(",")]
+    try:
+        numbers = [float(part) for part in parts]
+    except ValueError:
+        raise ShareLinkError(f"{name}={value!r} is not {dimension} numbers like 0.5,-1.2") from None
+    if len(numbers) != dimension:
+        raise ShareLinkError(f"{name}={value!r} has {len(numbers)} numbers; the map's point has {dimension}")
+    if not all(math.isfinite(number) for number in numbers):
+        raise ShareLinkError(f"{name}={value!r} is not finite")
+    if max(abs(number) for number in numbers) > MAX_ABS_COORDINATE:
+        raise ShareLinkError(f"{name}={value!r} lies outside ±{MAX_ABS_COORDINATE:g}")
+    return round_point(numbers)
+
+
+def round_point(point: Iterable[float]) -> tuple[float, ...]:
+    """The point as a link keeps it (see POINT_DECIMALS); -0.0 becomes 0.0 so it prints as 0."""
+    return tuple(round(float(v), POINT_DECIMALS) + 0.0 for v in point)
+
+
+def format_point(point: Iterable[float]) -> str:
+    """'0.51,-1.2': rounded like round_point, without trailing zeros; parse_point reads it back."""
+
+    def short(v: float) -> str:
+        text = f"{v:.{POINT_DECIMALS}f}".rstrip("0").rstrip(".")
+        return "0" if text in ("-0", "") else text
+
+    return ",".join(short(v) for v in round_point(point))
+
+
+def view_url(page_url: str, params: Mapping[str, object]) -> str:
+    """`page_url` with `params` as its query string; commas and colons stay readable."""
+    query = urlencode({name: str(value) for name, value in params.items()}, safe=",:")
+    return f"{page_url}?{query}" if query else page_url
