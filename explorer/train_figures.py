@@ -27,6 +27,9 @@ CURVE_TERMS = (
 STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
 SERIES = (STEP, SMOOTHED, EPOCH, VALIDATION)
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
+ACTIVE, INACTIVE = "active", "collapsed"
+ACTIVE_COLOUR, INACTIVE_COLOUR = "#1f77b4", "#bbbbbb"
+COMPARED_SERIES = (SMOOTHED, VALIDATION)  # a comparison draws these two of each run's curves
 
 
 def smooth(values, weight: float = 0.6) -> np.ndarray:
@@ -91,6 +94,11 @@ def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_point
     return pd.concat(frames, ignore_index=True)
 
 
+def events_until(events: list[dict], step: int) -> list[dict]:
+    """The events a run had published when it reached `step`: its curves as they were then."""
+    return [e for e in events if e["step"] <= step]
+
+
 def _only(series: str) -> list[dict]:
     return [{"filter": {"field": "series", "equal": series}}]
 
@@ -140,6 +148,66 @@ def latent_spec(axis_titles: tuple[str, str] = ("z₁", "z₂")) -> dict:
             },
             "tooltip": [{"field": "digit"}],
         },
+    }  # fmt: skip
+
+
+def kl_frame(kl_per_dim, active) -> pd.DataFrame:
+    """One row per latent dimension (1-based): its mean KL in nats per image and active or collapsed."""
+    kl, active = np.asarray(kl_per_dim, dtype=float), np.asarray(active, dtype=bool)
+    return pd.DataFrame(
+        {"dimension": np.arange(1, len(kl) + 1), "kl": kl, "state": np.where(active, ACTIVE, INACTIVE)}
+    )
+
+
+def kl_spec() -> dict:
+    """Bars of KL per latent dimension, in dimension order (bars that re-sorted every poll would jump)."""
+    return {
+        "mark": {"type": "bar"},
+        "encoding": {
+            "x": {"field": "dimension", "type": "ordinal", "title": "latent dimension u", "axis": {"labelAngle": 0}},
+            "y": {"field": "kl", "type": "quantitative", "title": "KL, nats per image"},
+            "color": {
+                "field": "state", "type": "nominal", "title": None,
+                "scale": {"domain": [ACTIVE, INACTIVE], "range": [ACTIVE_COLOUR, INACTIVE_COLOUR]},
+                "legend": {"orient": "top"},
+            },
+            "tooltip": [{"field": "dimension"}, {"field": "kl", "format": ".3f"}, {"field": "state"}],
+        },
+    }  # fmt: skip
+
+
+def comparison_frame(runs: dict[str, list[dict]], term: str) -> pd.DataFrame:
+    """Each run's smoothed training curve and validation points of one term, with a `run` column.
+
+    `runs` maps a run's name to its events. Columns: epoch, value, series, run.
+    """
+    frames = []
+    for name, events in runs.items():
+        frame = curve_frame(events, term)
+        frame = frame[frame["series"].isin(COMPARED_SERIES)].assign(run=name)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["epoch", "value", "series", "run"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def comparison_spec(title: str, run_names: list[str]) -> dict:
+    """Runs overlaid: colour is the run (named in the legend), solid = smoothed training, dashed = validation."""
+    return {
+        "title": title,
+        "encoding": {
+            "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
+            "y": {"field": "value", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},
+            "color": {"field": "run", "type": "nominal", "title": "run", "scale": {"domain": list(run_names)},
+                      "legend": {"orient": "bottom", "columns": 1, "labelLimit": 600}},
+            "tooltip": [{"field": "run"}, {"field": "series"}, {"field": "epoch", "format": ".2f"},
+                        {"field": "value", "format": ".2f"}],
+        },
+        "layer": [
+            {"transform": _only(SMOOTHED), "mark": {"type": "line", "strokeWidth": 2}},
+            {"transform": _only(VALIDATION),
+             "mark": {"type": "line", "point": True, "strokeWidth": 2, "strokeDash": [6, 3]}},
+        ],
     }  # fmt: skip
 
 

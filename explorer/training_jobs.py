@@ -50,6 +50,7 @@ from vae_core import (
     reconstruct,
 )
 from vae_core.config import config_to_dict
+from vae_core.diagnostics import latent_activity
 
 IDLE_TIMEOUT_S = float(os.environ.get("VAE_TRAIN_IDLE_TIMEOUT_S", "60"))
 SNAPSHOT_EVERY_S = 0.5
@@ -57,6 +58,7 @@ MAX_ACTIVE_JOBS = int(os.environ.get("VAE_MAX_TRAINING_JOBS", "2"))  # per serve
 RECON_DIGITS = 8
 PRIOR_SAMPLES = 16
 SCATTER_DIGITS = 1000
+HISTORY_SIZE = 60  # snapshots a run keeps for time travel (about 25 kB each for a 784-pixel model)
 LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
 
 RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
@@ -110,18 +112,96 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
 
 
 # -------------------------------------------------------------------------------------- state
+def _to_uint8(probs: torch.Tensor) -> np.ndarray:
+    """Pixel probabilities in [0, 1] as 0..255: a quarter of float32's bytes, and a picture shows no more."""
+    return (probs.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+
+
 @dataclass(frozen=True)
 class LiveViews:
-    """What the model does right now, as numpy arrays for the page to draw."""
+    """What the model did at one live-view refresh, stored small so a run can keep a history of them.
+
+    `originals` and `labels` are the same arrays in every snapshot of a run (fixed inputs), so only
+    the model's outputs cost memory: uint8 pixels, float16 plane coordinates, per-dimension KLs.
+    """
 
     step: int
+    epoch: float
     image_size: int
-    originals: np.ndarray  # (8, D) grey validation digits
-    reconstructions: np.ndarray  # (8, D) pixel probabilities
-    samples: np.ndarray  # (16, D) decoded from the same 16 prior latents every time
-    plane: np.ndarray  # (N, 2) encoder means of fixed validation digits (PCA for > 2 dims)
-    labels: np.ndarray  # (N,)
+    originals: np.ndarray  # (8, D) float32 grey validation digits, shared by the run's snapshots
+    recon_pixels: np.ndarray  # (8, D) uint8: reconstruction probabilities × 255
+    sample_pixels: np.ndarray  # (16, D) uint8: decoded from the same 16 prior latents every time
+    plane: np.ndarray  # (N, 2) float16 encoder means of fixed validation digits (PCA for > 2 dims)
+    labels: np.ndarray  # (N,) shared by the run's snapshots
     axis_titles: tuple[str, str]
+    kl_per_dim: np.ndarray  # (L,) float32 mean KL per latent dimension, nats per image
+    active: np.ndarray  # (L,) bool: Burda's active units on the same validation digits
+
+    @property
+    def reconstructions(self) -> np.ndarray:
+        return self.recon_pixels.astype(np.float32) / 255
+
+    @property
+    def samples(self) -> np.ndarray:
+        return self.sample_pixels.astype(np.float32) / 255
+
+    @property
+    def active_count(self) -> int:
+        return int(self.active.sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this snapshot adds to a run's history (the shared inputs are not counted)."""
+        own = (self.recon_pixels, self.sample_pixels, self.plane, self.kl_per_dim, self.active)
+        return sum(array.nbytes for array in own)
+
+
+class SnapshotHistory:
+    """At most `capacity` snapshots spread evenly over a run, always with its first and its newest.
+
+    Snapshots are numbered as they arrive. Those whose number is a multiple of `stride` are kept;
+    when they fill all places but one, the stride doubles and every other one goes, so the kept
+    ones stay evenly spaced in time however long the run is. The last place holds the newest
+    snapshot whatever its number: time travel's default is "now".
+    """
+
+    def __init__(self, capacity: int = HISTORY_SIZE):
+        if capacity < 2:
+            raise ValueError(
+                f"a history needs room for its first and newest snapshot, got capacity {capacity}"
+            )
+        self.capacity = capacity
+        self._stride = 1
+        self._count = 0
+        self._kept: list[tuple[int, LiveViews]] = []
+        self._newest: tuple[int, LiveViews] | None = None
+
+    def add(self, views: LiveViews) -> None:
+        if self._newest is not None and self._newest[1].step == views.step:
+            # Same model state (an epoch or end event right after a step event): one place, newest data.
+            number = self._newest[0]
+            if self._kept and self._kept[-1][0] == number:
+                self._kept[-1] = (number, views)
+            self._newest = (number, views)
+            return
+        number = self._count
+        self._count += 1
+        if number % self._stride == 0:
+            self._kept.append((number, views))
+            if len(self._kept) >= self.capacity:
+                self._stride *= 2
+                self._kept = [(n, v) for n, v in self._kept if n % self._stride == 0]
+        self._newest = (number, views)
+
+    def snapshots(self) -> list[LiveViews]:
+        """Oldest first; the newest is always last."""
+        kept = [views for _, views in self._kept]
+        if self._newest is not None and (not self._kept or self._kept[-1][0] != self._newest[0]):
+            kept.append(self._newest[1])
+        return kept
+
+    def __len__(self) -> int:
+        return len(self.snapshots())
 
 
 @dataclass(frozen=True)
@@ -131,11 +211,16 @@ class JobSnapshot:
     job_id: int
     status: str
     events: list[dict]
-    views: LiveViews | None
+    history: list[LiveViews]  # oldest first, the newest last; see SnapshotHistory
     error: str | None
     stop_requested: bool
     stop_reason: str | None  # "user" | "idle" when the run was stopped
     active_s: float  # wall-clock seconds spent training (pauses excluded)
+
+    @property
+    def views(self) -> LiveViews | None:
+        """The newest live views."""
+        return self.history[-1] if self.history else None
 
     @property
     def last(self) -> dict | None:
@@ -193,6 +278,7 @@ class TrainingJob:
         snapshot_every_s: float = SNAPSHOT_EVERY_S,
         is_watched: Callable[[], bool] | None = None,
         on_end: Callable[[TrainingJob], None] | None = None,
+        history_size: int = HISTORY_SIZE,
     ):
         self.id = next(_ids)
         self.key = f"trained:{self.id}"
@@ -217,7 +303,7 @@ class TrainingJob:
         self._parked = threading.Event()
         self._thread: threading.Thread | None = None
         self._events: list[dict] = []
-        self._views: LiveViews | None = None
+        self._history = SnapshotHistory(history_size)
         self._status = RUNNING
         self._error: str | None = None
         self._stop_reason: str | None = None
@@ -300,7 +386,7 @@ class TrainingJob:
                 job_id=self.id,
                 status=self._status,
                 events=list(self._events),
-                views=self._views,
+                history=self._history.snapshots(),
                 error=self._error,
                 stop_requested=self._stop.is_set(),
                 stop_reason=self._stop_reason,
@@ -359,39 +445,45 @@ class TrainingJob:
         scatter = validation.subset(slice(0, n))
         conditional = self.model_config.conditional
         generator = torch.Generator().manual_seed(self.train_config.seed)
+        device = self.model.device
         return {
-            "originals": shown.grey(),
+            "originals": shown.grey().numpy(),
             "recon_input": shown.fixed_binary(),
             "recon_labels": shown.labels if conditional else None,
-            "scatter_input": scatter.fixed_binary(),
-            "scatter_labels": scatter.labels,
+            # latent_activity calls the model directly, so its batch lives on the model's device
+            "scatter_input": scatter.fixed_binary().to(device),
+            "scatter_labels": scatter.labels.numpy(),
+            "scatter_condition": scatter.labels.to(device) if conditional else None,
             "prior_z": torch.randn(PRIOR_SAMPLES, self.model_config.latent_dim, generator=generator),
             "prior_labels": torch.arange(PRIOR_SAMPLES) % 10 if conditional else None,
         }
 
     @torch.no_grad()
-    def _compute_views(self, step: int) -> LiveViews:
+    def _compute_views(self, step: int, epoch: float) -> LiveViews:
         model, inputs = self.model, self._view_inputs
         was_training = model.training
         model.eval()
         try:
             recon = reconstruct(model, inputs["recon_input"], inputs["recon_labels"])
             samples = decode(model, inputs["prior_z"], inputs["prior_labels"])
-            labels = inputs["scatter_labels"]
-            mu, _ = encode(model, inputs["scatter_input"], labels if self.model_config.conditional else None)
+            mu, _ = encode(model, inputs["scatter_input"], inputs["scatter_condition"])
+            activity = latent_activity(model, inputs["scatter_input"], inputs["scatter_condition"])
             projection = LatentProjection.fit(mu)
             plane = projection.to_plane(mu)
         finally:
             model.train(was_training)
         return LiveViews(
             step=step,
+            epoch=epoch,
             image_size=self.model_config.image_size,
-            originals=inputs["originals"].numpy(),
-            reconstructions=recon.cpu().numpy(),
-            samples=samples.cpu().numpy(),
-            plane=plane.numpy(),
-            labels=labels.numpy(),
+            originals=inputs["originals"],
+            recon_pixels=_to_uint8(recon),
+            sample_pixels=_to_uint8(samples),
+            plane=plane.cpu().numpy().astype(np.float16),
+            labels=inputs["scatter_labels"],
             axis_titles=projection.axis_labels(),
+            kl_per_dim=activity.kl_per_dim.float().cpu().numpy(),
+            active=activity.active.cpu().numpy(),
         )
 
     def _idle(self) -> bool:
@@ -424,12 +516,12 @@ class TrainingJob:
                 record = event.as_dict()
                 views = None
                 if event.kind != "step" or now - last_views >= self.snapshot_every_s:
-                    views = self._compute_views(event.step)
+                    views = self._compute_views(event.step, event.epoch)
                     last_views = time.monotonic()
                 with self._lock:
                     self._events.append(record)
                     if views is not None:
-                        self._views = views
+                        self._history.add(views)
                     self._active_s += time.monotonic() - resumed_at
                 if event.kind == "done":
                     ended_by = STOPPED if event.stopped else FINISHED

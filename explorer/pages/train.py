@@ -15,11 +15,17 @@ from explorer import training_jobs as jobs
 from explorer.figures import grid_picture
 from explorer.registry import ModelEntry
 from explorer.resources import downloads_allowed, register_session_model, session_models
+from explorer.train_exports import latent_animation_gif, views_grid_png
 from explorer.train_figures import (
     CURVE_TERMS,
+    comparison_frame,
+    comparison_spec,
     curve_frame,
     curve_spec,
+    events_until,
     format_duration,
+    kl_frame,
+    kl_spec,
     latent_frame,
     latent_spec,
     smooth,
@@ -28,9 +34,14 @@ from explorer.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
 
 JOB_KEY = "train_job"
+RUNS_KEY = "train_runs"  # this session's recent runs, oldest first, for the comparison chart
+REMEMBERED_RUNS = 6  # older runs leave the comparison (they stay in the model picker)
 REGISTERED_KEY = "train_registered"  # job ids this page has already put into the picker
+REWIND_SLIDER = "train_rewind"
+REWIND_PICK = "train_rewind_pick"  # (job id, step) the user went back to; absent: follow the newest
+COMPARE_PICK, COMPARE_TERM = "train_compare_runs", "train_compare_term"
 POLL_RUNNING_S, POLL_PAUSED_S = 0.5, 2.0
-CURVE_HEIGHT, LATENT_HEIGHT = 280, 400
+CURVE_HEIGHT, LATENT_HEIGHT, KL_HEIGHT, COMPARE_HEIGHT = 280, 400, 170, 340
 KINDS = {"MLP": ("mlp", False), "conv": ("conv", False), "conditional MLP": ("mlp", True)}
 DATA_CHOICES = {
     jobs.DATA_FULL: "MNIST training set (60,000; the bundled sample if unavailable)",
@@ -118,6 +129,9 @@ def start_run(settings: dict) -> None:
         on_end=share_from_thread(session_models()),
     )
     st.session_state[JOB_KEY] = job.start(max_active=jobs.MAX_ACTIVE_JOBS)
+    runs = st.session_state.setdefault(RUNS_KEY, [])
+    runs.append(job)
+    del runs[:-REMEMBERED_RUNS]
 
 
 def settings_form(busy: bool) -> None:
@@ -194,12 +208,83 @@ def draw_progress(snap: jobs.JobSnapshot) -> None:
     cols[4].metric("β now", f"{last['beta']:.2f}")
 
 
-def draw_views(snap: jobs.JobSnapshot, latent_dim: int) -> None:
+def remember_rewind(job_id: int, newest_step: int) -> None:
+    """Slider callback: a step before the newest pins the view there; the right end follows the run."""
+    step = st.session_state[REWIND_SLIDER]
+    if step >= newest_step:
+        st.session_state.pop(REWIND_PICK, None)
+    else:
+        st.session_state[REWIND_PICK] = (job_id, step)
+
+
+def rewound_views(job: jobs.TrainingJob, history: list[jobs.LiveViews]) -> jobs.LiveViews:
+    """The time-travel slider over the run's snapshots; returns the snapshot to draw (the newest by default).
+
+    The user's pick lives in REWIND_PICK, not only in the slider, because the options change under
+    the slider while the run trains: new snapshots arrive and old ones are thinned. A pick that was
+    thinned away moves to the nearest kept snapshot.
+    """
+    newest = history[-1]
+    if len(history) < 2:
+        return newest
+    steps = [views.step for views in history]
+    pick = st.session_state.get(REWIND_PICK)
+    index = len(steps) - 1
+    if pick is not None and pick[0] == job.id:
+        index = int(np.argmin([abs(step - pick[1]) for step in steps]))
+    if st.session_state.get(REWIND_SLIDER) != steps[index]:
+        st.session_state[REWIND_SLIDER] = steps[index]  # before the widget exists in this run: allowed
+    st.select_slider(
+        "Time travel: show the run at", options=steps, key=REWIND_SLIDER, format_func=lambda step: f"step {step:,}",
+        on_change=remember_rewind, args=(job.id, newest.step),
+        help=f"The run keeps up to {jobs.HISTORY_SIZE} snapshots, spread evenly over its length. "
+        "The right end follows the run as it trains.",
+    )  # fmt: skip
+    return history[index]
+
+
+def draw_kl_per_dimension(views: jobs.LiveViews) -> None:
+    latent_dim = len(views.kl_per_dim)
+    st.vega_lite_chart(kl_frame(views.kl_per_dim, views.active), kl_spec(), key="train_kl_dims",
+                       width="stretch", height=KL_HEIGHT)  # fmt: skip
+    st.caption(
+        f"**{views.active_count} of {latent_dim}** latent dimensions active. Bars: KL(q(z_u|x) ‖ p(z_u)) per "
+        f"dimension, averaged over the {len(views.plane):,} validation digits. A dimension is active when its "
+        "mean E_q[z_u] varies across digits (variance > 0.01, Burda et al. 2015); a collapsed one ignores x "
+        "and its KL falls to ~0."
+    )
+
+
+def draw_exports(job: jobs.TrainingJob, history: list[jobs.LiveViews], views: jobs.LiveViews) -> None:
+    """Downloads built only when clicked (deferred): the page redraws twice a second while training."""
+    gif_col, png_col, _ = st.columns([1, 1, 2])
+    frames = list(history)  # the snapshots as they are now, not when the page next polls
+    gif_col.download_button(
+        f"Latent map animation (GIF, {len(frames)} frames)", lambda: latent_animation_gif(frames),
+        file_name=f"vae-run{job.id}-latents.gif", mime="image/gif", on_click="ignore", key="train_download_gif",
+    )  # fmt: skip
+    png_col.download_button(
+        f"Digits at step {views.step:,} (PNG)", lambda: views_grid_png(views),
+        file_name=f"vae-run{job.id}-step{views.step}.png", mime="image/png", on_click="ignore",
+        key="train_download_png",
+    )  # fmt: skip
+
+
+def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     if not snap.events:
         return
+    history = snap.history
+    views = rewound_views(job, history) if history else None
+    rewound = views is not None and views is not history[-1]
+    events = events_until(snap.events, views.step) if rewound else snap.events
+    if rewound:
+        st.info(
+            f"Showing the run as it was at step {views.step:,} (epoch {views.epoch:.2f}): curves, pictures, "
+            f"latent map and KL per dimension. Drag the slider to its right end to follow the run again."
+        )
     for column, (term, title) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
         column.vega_lite_chart(
-            curve_frame(snap.events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
+            curve_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
             height=CURVE_HEIGHT,
         )  # fmt: skip
     st.caption(
@@ -210,9 +295,9 @@ def draw_views(snap: jobs.JobSnapshot, latent_dim: int) -> None:
         "KL warm-up, β ramps from 0 and the KL is free to grow first. Validation uses fixed noise, so "
         "its points compare across epochs."
     )
-    views = snap.views
     if views is None:
         return
+    latent_dim = job.model_config.latent_dim
     size = views.image_size
     pictures, scatter = st.columns([2, 3])
     with pictures:
@@ -221,6 +306,7 @@ def draw_views(snap: jobs.JobSnapshot, latent_dim: int) -> None:
                  caption="Validation digits (top) and their reconstructions (bottom)")  # fmt: skip
         st.image(grid_picture(views.samples, size, columns=8, scale=2),
                  caption="16 fixed prior samples z ~ N(0, I), decoded by the current model")  # fmt: skip
+        draw_kl_per_dimension(views)
     with scatter:
         # PCA axis titles carry variance shares that move every snapshot; a changing spec would
         # redraw the chart from scratch, so the shares go into the caption instead.
@@ -231,6 +317,32 @@ def draw_views(snap: jobs.JobSnapshot, latent_dim: int) -> None:
         )  # fmt: skip
         pca = f" Axes: {', '.join(views.axis_titles)}." if latent_dim > 2 else ""
         st.caption(f"Encoder means of {len(views.plane):,} validation digits at step {views.step:,}.{pca}")
+    draw_exports(job, history, views)
+
+
+def compare_runs() -> None:
+    """Overlay the curves of this session's runs (shown once there are two with progress)."""
+    runs = [job for job in st.session_state.get(RUNS_KEY, []) if job.snapshot().events]
+    if len(runs) < 2:
+        return
+    st.subheader("Compare runs")
+    by_id = {job.id: job for job in runs}
+    left, right = st.columns([3, 1])
+    chosen = left.multiselect("Runs", list(by_id), default=list(by_id)[-2:], key=COMPARE_PICK,
+                              format_func=lambda job_id: by_id[job_id].name)  # fmt: skip
+    terms = dict(CURVE_TERMS)
+    term = right.selectbox("Term", list(terms), format_func=terms.get, key=COMPARE_TERM)
+    if not chosen:
+        st.caption("Choose runs to compare.")
+        return
+    names = [by_id[job_id].name for job_id in chosen]
+    frame = comparison_frame({by_id[job_id].name: by_id[job_id].snapshot().events for job_id in chosen}, term)
+    st.vega_lite_chart(frame, comparison_spec(terms[term], names), key="train_compare", width="stretch",
+                       height=COMPARE_HEIGHT)  # fmt: skip
+    st.caption(
+        "Solid: each run's smoothed training curve; dashed with points: its validation value after each "
+        "epoch (nats per image). Runs on different data or batch sizes still share the epoch axis."
+    )
 
 
 def live_panel(job: jobs.TrainingJob, status_at_render: str) -> None:
@@ -239,7 +351,8 @@ def live_panel(job: jobs.TrainingJob, status_at_render: str) -> None:
     if snap.status != status_at_render:
         st.rerun()  # the whole page: buttons change and polling stops (or slows) from here
     draw_progress(snap)
-    draw_views(snap, job.model_config.latent_dim)
+    draw_views(job, snap)
+    compare_runs()
 
 
 def ended(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
@@ -290,4 +403,5 @@ if job is not None:
     else:
         ended(job, snap)
         draw_progress(snap)
-        draw_views(snap, job.model_config.latent_dim)
+        draw_views(job, snap)
+        compare_runs()
