@@ -4,26 +4,99 @@ import streamlit as st
 import torch
 
 from explorer.figures import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
-from explorer.resources import digits_for
-from explorer.widgets import labels_for, model_picker
+from explorer.model_comparison import (
+    ACTIVITY_DIGITS,
+    BOUND_DIGITS,
+    BOUND_KS,
+    activity_of,
+    bounds_of,
+    bounds_overlay_figure,
+    comparison_table,
+    distinct_names,
+    kl_overlay_figure,
+    latent_scatter_figure,
+    summarise,
+)
+from explorer.resources import available_models, digits_for, latent_codes
+from explorer.widgets import model_picker
 from vae_core import sample_prior
-from vae_core.diagnostics import bounds_by_k, latent_activity
 from vae_core.models import count_parameters
 
-
-def _binary_test_digits(entry, n: int):
-    digits = digits_for(entry).subset(slice(0, n))
-    return digits.fixed_binary(), labels_for(entry, digits.labels)
+COMPARE_WITH = "compare_with"
 
 
-def _latent_activity(entry):
-    x, labels = _binary_test_digits(entry, 2000)
-    return latent_activity(entry.model, x, labels)
+def _bounds_with_progress(entry, name: str, bar, share: tuple[float, float] = (0.0, 1.0)):
+    """The model's IWAE curve; a first computation moves `bar` across its `share` of the bar."""
+    start, width = share
+
+    def report(fraction: float, k: int) -> None:
+        bar.progress(
+            start + width * fraction, text=f"{name}: IWAE bound with k = {k} on {BOUND_DIGITS} digits…"
+        )
+
+    return bounds_of(entry, digits_for(entry), report)
 
 
-def _bounds(entry):
-    x, labels = _binary_test_digits(entry, 100)
-    return bounds_by_k(entry.model, x, labels, ks=(1, 2, 5, 10, 50, 100, 500, 1000, 5000))
+def _show_comparison(entry, other) -> None:
+    """Both models' numbers on the same digits, overlaid KL bars and bound curves, two latent maps."""
+    names = distinct_names(entry, other)
+    bar = st.empty()  # a progress bar only while something is computed for the first time
+    for i, (model, name) in enumerate(zip((entry, other), names, strict=True)):
+        _bounds_with_progress(model, name, bar, (i / 2, 1 / 2))
+    bar.empty()
+    summaries = [
+        summarise(model, digits_for(model), name) for model, name in zip((entry, other), names, strict=True)
+    ]
+    first, second = summaries
+
+    if entry.config.image_size != other.config.image_size:
+        st.warning(
+            f"{first.name} models {first.image_size}×{first.image_size} images and {second.name} "
+            f"{second.image_size}×{second.image_size}: their nats are sums over different numbers of pixels, "
+            "so likelihoods are not comparable (the digits are the same ones, pooled for the 14×14 model)."
+        )
+    st.table(comparison_table(first, second))
+    notes = [
+        f"Both models see the same digits: the first {first.activity_digits:,} explored test digits, binarised "
+        f"once (the evaluation seed), for ELBO, KL and active units; the first {first.bound_digits} of them "
+        f"for the importance-sampled bounds (k up to {max(BOUND_KS):,} costs seconds per model). Nats per image; "
+        "higher ELBO and log-likelihood are better. The card's test figures above use the checkpoint's own "
+        "evaluation, which may cover other digits."
+    ]
+    for summary in summaries:
+        if summary.conditional:
+            notes.append(
+                f"**{summary.name}** is conditional: it is given each digit's label, so its bounds are on "
+                "log p(x|y). The label is worth at most log 10 ≈ 2.3 nats (log p(x|y) ≤ log p(x) + log 10 "
+                "for its own p(x) = mean over y of p(x|y))."
+            )
+    st.caption(" ".join(notes))
+
+    st.markdown("**KL per latent dimension** (each model's dimensions ranked by their KL; faded = inactive)")
+    st.plotly_chart(kl_overlay_figure(summaries), key="compare_kl_per_dim")
+    st.markdown(f"**IWAE bound against k** on the same {first.bound_digits} digits")
+    st.plotly_chart(bounds_overlay_figure(summaries), key="compare_bounds")
+    st.caption(
+        " · ".join(
+            f"{s.name}: ELBO (k=1) {s.bounds[1]:.2f} → k={max(s.bounds)} {s.log_px:.2f}, gap {s.bound_gap:.2f} nats"
+            for s in summaries
+        )
+    )
+
+    st.markdown("**Latent maps** of the same test digits, coloured by class")
+    for side, (column, model, summary) in enumerate(
+        zip(st.columns(2), (entry, other), summaries, strict=True)
+    ):
+        codes = latent_codes(model)
+        with column:
+            how = (
+                f"PCA of its {model.config.latent_dim}-D encoder means (LatentProjection)"
+                if codes.projection.is_pca
+                else "its encoder means"
+            )
+            st.markdown(f"**{summary.name}** · {len(codes.plane):,} digits at {how}")
+            figure = latent_scatter_figure(codes.plane, codes.labels, codes.projection.axis_labels())
+            st.plotly_chart(figure, key=f"compare_map_{side}")
 
 
 entry = model_picker()
@@ -103,23 +176,46 @@ if entry.checkpoint.curve:
     st.plotly_chart(curve_figure(entry.checkpoint.curve), key="overview_curve")
 
 st.subheader("Which latent dimensions does it use?")
-activity = entry.cached("latent_activity", lambda: _latent_activity(entry))
+activity = activity_of(entry, digits_for(entry))
 st.caption(
     f"{activity.active_count} of {config.latent_dim} dimensions are active (the encoder's mean moves with "
-    "the image: variance over test digits > 0.01, Burda et al. 2015). A collapsed dimension carries ~0 KL: "
-    "its q(z|x) equals the prior whatever the digit, so the decoder ignores it."
+    f"the image: variance over {ACTIVITY_DIGITS:,} test digits > 0.01, Burda et al. 2015). A collapsed "
+    "dimension carries ~0 KL: its q(z|x) equals the prior whatever the digit, so the decoder ignores it."
 )
 st.plotly_chart(kl_per_dimension_figure(activity.kl_per_dim, activity.active), key="overview_kl_per_dim")
 
 st.subheader("How tight is the ELBO?")
-bounds_key = f"bounds:{entry.key}"
-if st.button("Compute the IWAE bounds for k = 1 … 5000 on 100 test digits", key="overview_bounds"):
-    with st.spinner("Importance sampling…"):
-        st.session_state[bounds_key] = entry.cached("bounds_by_k", lambda: _bounds(entry))
-if bounds_key in st.session_state:
-    bounds = st.session_state[bounds_key]
+# Computed on request (seconds), then kept on the model: shown at once if this model's curve
+# exists already (an earlier click, or a comparison, in any session for a pretrained model).
+if "iwae_curve" not in entry.cache and st.button(
+    f"Compute the IWAE bounds for k = 1 … {max(BOUND_KS)} on {BOUND_DIGITS} test digits",
+    key="overview_bounds",
+):
+    bar = st.empty()
+    _bounds_with_progress(entry, entry.name, bar)
+    bar.empty()
+if "iwae_curve" in entry.cache:
+    bounds = bounds_of(entry, digits_for(entry))
     st.plotly_chart(bounds_figure(bounds), key="overview_bounds_chart")
     st.caption(
         f"ELBO (k=1) {bounds[1]:.2f} → IWAE k=5000 {bounds[5000]:.2f} nats: the gap of "
         f"{bounds[5000] - bounds[1]:.2f} nats is what the ELBO leaves out (KL from q(z|x) to the true posterior)."
     )
+
+st.header("Compare with another model")
+models = available_models()
+compare_key = st.selectbox(
+    "Compare with", [None, *models], key=COMPARE_WITH,
+    format_func=lambda key: "— pick a second model —" if key is None else models[key].label,
+    help="Pretrained, trained on the Train page or uploaded. Computed when picked, then kept.",
+)  # fmt: skip
+if compare_key is None:
+    st.caption(
+        f"Pick a model to set beside **{entry.name}**: both cards' numbers on the same digits, their KL per "
+        "dimension and bound curves overlaid, and their latent maps side by side. A model's first comparison "
+        "runs importance sampling for a few seconds; after that it is instant."
+    )
+elif compare_key == entry.key:
+    st.info(f"**{entry.name}** is the model on the card already: pick a different one to compare with.")
+else:
+    _show_comparison(entry, models[compare_key])

@@ -1,0 +1,259 @@
+"""Two models side by side: the card's numbers on the same digits, and the figures that overlay them.
+
+Pure functions of models, tensors and arrays (no Streamlit), so each can be tested without a page.
+Every number is computed on the *same* explored test digits for both models (the first
+`ACTIVITY_DIGITS` for ELBO, KL and active units; the first `BOUND_DIGITS` of those for the
+expensive importance-sampled bounds), binarised once with the evaluation seed, with seeded noise,
+so a model's numbers do not depend on which model it is compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from vae_core import DigitImages, elbo_terms
+from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
+from vae_core.models import count_parameters
+
+from .figures import DIGIT_COLOURS
+from .registry import ModelEntry
+
+ACTIVITY_DIGITS = 2000  # ELBO, KL per dimension, active units: one encoder pass, cheap
+BOUND_DIGITS = 100  # IWAE bounds up to k=5000: ~15-25 s per model on one CPU thread
+BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
+NOISE_SEED = 0  # the reparameterisation noise: fixed, so a rerun (or a test) gets the same numbers
+MODEL_COLOURS = ("#1f77b4", "#d62728")  # the picked model, the one it is compared with
+
+
+def _as_numpy(values) -> np.ndarray:
+    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+
+
+@dataclass
+class ModelSummary:
+    """One model's comparable numbers (nats per image) and the arrays behind the figures."""
+
+    name: str  # unique within a comparison (see `distinct_names`)
+    conditional: bool
+    latent_dim: int
+    parameters: int
+    image_size: int
+    elbo: float  # mean over ACTIVITY_DIGITS; one seeded sample of z per digit, analytic KL
+    recon: float  # E_q[log p(x|z)] estimate, same sample
+    kl: float  # KL(q(z|x) || p(z)), analytic
+    activity: LatentActivity
+    bounds: dict[int, float]  # k -> mean IWAE bound over BOUND_DIGITS; k=1 is a one-sample ELBO
+    activity_digits: int
+    bound_digits: int
+
+    @property
+    def likelihood_name(self) -> str:
+        """What the bounds bound: a conditional model is given the label, so it is log p(x|y)."""
+        return "log p(x|y)" if self.conditional else "log p(x)"
+
+    @property
+    def log_px(self) -> float:
+        """The largest-k bound: the importance-sampled estimate of log p(x) (or log p(x|y))."""
+        return self.bounds[max(self.bounds)]
+
+    @property
+    def bound_gap(self) -> float:
+        """Largest-k bound minus the k=1 ELBO on the same digits: what the ELBO leaves out."""
+        return self.log_px - self.bounds[min(self.bounds)]
+
+
+def binary_digits(digits: DigitImages, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n digits binarised once (the evaluation seed), (n, D), and their labels (n,)."""
+    chosen = digits.subset(slice(0, min(n, len(digits))))
+    return chosen.fixed_binary(), chosen.labels
+
+
+def iwae_curve(
+    model,
+    x: torch.Tensor,
+    labels: torch.Tensor | None,
+    ks: tuple[int, ...] | None = None,
+    progress: Callable[[float, int], None] | None = None,
+) -> dict[int, float]:
+    """Mean IWAE bound for each k (default BOUND_KS), each from its own seeded draw.
+
+    `bounds_by_k` one k at a time, so that `progress(fraction of samples done, k)` can be reported
+    between them (k=5000 is three quarters of the work); each value equals
+    `bounds_by_k(model, x, labels, ks=(k,), seed=NOISE_SEED)[k]`.
+    """
+    ks = BOUND_KS if ks is None else ks
+    total = sum(ks)
+    done = 0
+    result = {}
+    for k in sorted(ks):
+        if progress is not None:
+            progress(done / total, k)
+        result[k] = bounds_by_k(model, x, labels, ks=(k,), seed=NOISE_SEED)[k]
+        done += k
+    if progress is not None:
+        progress(1.0, max(ks))
+    return result
+
+
+@torch.no_grad()
+def elbo_means(model, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[float, float, float]:
+    """Mean ELBO, reconstruction and KL over the images, one seeded z sample per image."""
+    terms = elbo_terms(model, x, labels, torch.Generator(device=model.device).manual_seed(NOISE_SEED))
+    return float(terms.elbo.mean()), float(terms.recon.mean()), float(terms.kl.mean())
+
+
+# The getters below cache on the entry (once per model per server for pretrained ones) under the
+# names the Overview card uses, so the card and a comparison share their work. entry.cached holds
+# the entry's lock while computing: never call one getter from inside another's computation.
+
+
+def activity_of(entry: ModelEntry, digits: DigitImages) -> LatentActivity:
+    """KL per dimension and active units over the first ACTIVITY_DIGITS of `digits`."""
+    x, labels = binary_digits(digits, ACTIVITY_DIGITS)
+    given = labels if entry.config.conditional else None
+    return entry.cached("latent_activity", lambda: latent_activity(entry.model, x, given))
+
+
+def elbo_of(entry: ModelEntry, digits: DigitImages) -> tuple[float, float, float]:
+    """Mean (ELBO, reconstruction, KL) over the first ACTIVITY_DIGITS of `digits`."""
+    x, labels = binary_digits(digits, ACTIVITY_DIGITS)
+    given = labels if entry.config.conditional else None
+    return entry.cached("elbo_means", lambda: elbo_means(entry.model, x, given))
+
+
+def bound_digits(digits: DigitImages) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first BOUND_DIGITS of the activity digits, binarised exactly as they were there."""
+    x, labels = binary_digits(digits, ACTIVITY_DIGITS)  # binarise the 2000, then take a prefix
+    return x[:BOUND_DIGITS], labels[:BOUND_DIGITS]
+
+
+def bounds_of(
+    entry: ModelEntry, digits: DigitImages, progress: Callable[[float, int], None] | None = None
+) -> dict[int, float]:
+    """The IWAE curve (BOUND_KS) over the first BOUND_DIGITS of `digits`: the slow part."""
+    x, labels = bound_digits(digits)
+    given = labels if entry.config.conditional else None
+    return entry.cached("iwae_curve", lambda: iwae_curve(entry.model, x, given, progress=progress))
+
+
+def summarise(
+    entry: ModelEntry,
+    digits: DigitImages,
+    name: str | None = None,
+    progress: Callable[[float, int], None] | None = None,
+) -> ModelSummary:
+    """The comparable numbers of one model on `digits` (already at the model's image size)."""
+    elbo, recon, kl = elbo_of(entry, digits)
+    bounds = bounds_of(entry, digits, progress)
+    return ModelSummary(
+        name=name or entry.name, conditional=entry.config.conditional, latent_dim=entry.config.latent_dim,
+        parameters=count_parameters(entry.model), image_size=entry.config.image_size, elbo=elbo,
+        recon=recon, kl=kl, activity=activity_of(entry, digits), bounds=bounds,
+        activity_digits=min(ACTIVITY_DIGITS, len(digits)), bound_digits=min(BOUND_DIGITS, len(digits)),
+    )  # fmt: skip
+
+
+def distinct_names(first: ModelEntry, second: ModelEntry) -> tuple[str, str]:
+    """Column and legend names for two models; an uploaded `best` beside the pretrained one gets its origin."""
+    if first.name != second.name:
+        return first.name, second.name
+    return f"{first.name} ({first.origin})", f"{second.name} ({second.origin})"
+
+
+def comparison_table(first: ModelSummary, second: ModelSummary) -> pd.DataFrame:
+    """One row per quantity, one column per model, and a column saying which digits it was measured on."""
+    on_activity = f"first {first.activity_digits:,} test digits"
+    on_bounds = f"first {first.bound_digits:,} test digits"
+    k_max = max(first.bounds)
+
+    # A conditional model is given the label: its bound is on log p(x|y). Name both when they differ.
+    if first.conditional == second.conditional:
+        likelihood = first.likelihood_name
+    else:
+        likelihood = f"{first.likelihood_name} | {second.likelihood_name}"
+    rows = [
+        ("Latent size", first.latent_dim, second.latent_dim, "—"),
+        ("Parameters", first.parameters, second.parameters, "—"),
+        ("ELBO (nats)", first.elbo, second.elbo, on_activity),
+        ("Reconstruction E_q log p(x|z) (nats)", first.recon, second.recon, on_activity),
+        ("KL(q(z|x) ‖ p(z)) (nats)", first.kl, second.kl, on_activity),
+        ("Active units", first.activity.active_count, second.activity.active_count, on_activity),
+        (f"{likelihood} estimate, k={k_max} (nats)", first.log_px, second.log_px, on_bounds),
+        (f"Bound gap k={k_max} − k=1 (nats)", first.bound_gap, second.bound_gap, on_bounds),
+    ]
+    table = pd.DataFrame(rows, columns=["", first.name, second.name, "measured on"]).set_index("")
+    for column in (first.name, second.name):  # ints stay ints; nats to 2 decimals
+        table[column] = [round(v, 2) if isinstance(v, float) else v for v in table[column]]
+    return table
+
+
+def kl_overlay_figure(summaries: list[ModelSummary], height: int = 280) -> go.Figure:
+    """Each model's KL per latent dimension, most used first, as grouped bars; inactive ones faded.
+
+    Dimensions of two models do not correspond, so the x axis is the rank, not the dimension;
+    the hover names the dimension.
+    """
+    figure = go.Figure()
+    for summary, colour in zip(summaries, MODEL_COLOURS, strict=False):
+        kl, active = _as_numpy(summary.activity.kl_per_dim), _as_numpy(summary.activity.active)
+        order = np.argsort(-kl)
+        figure.add_trace(
+            go.Bar(
+                x=np.arange(1, len(kl) + 1), y=kl[order], name=summary.name, marker_color=colour,
+                marker_opacity=[1.0 if active[i] else 0.3 for i in order],
+                customdata=[f"z{i + 1}" for i in order],
+                hovertemplate=f"{summary.name} %{{customdata}}: %{{y:.2f}} nats<extra></extra>",
+            )
+        )  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, barmode="group",
+                         xaxis_title="latent dimension, ranked by KL (most used first)",
+                         yaxis_title="KL (nats per image)",
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
+    return figure
+
+
+def bounds_overlay_figure(summaries: list[ModelSummary], height: int = 300) -> go.Figure:
+    """Each model's IWAE bound against k (log axis): k=1 is its ELBO, large k approaches its log p(x)."""
+    figure = go.Figure()
+    for summary, colour in zip(summaries, MODEL_COLOURS, strict=False):
+        ks = sorted(summary.bounds)
+        figure.add_trace(
+            go.Scatter(
+                x=ks, y=[summary.bounds[k] for k in ks], mode="lines+markers", line={"color": colour},
+                name=f"{summary.name} — {summary.likelihood_name}",
+                hovertemplate=f"{summary.name} k=%{{x}}: %{{y:.2f}} nats<extra></extra>",
+            )
+        )  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         xaxis={"type": "log", "title": "importance samples k"},
+                         yaxis_title="bound, nats per image",
+                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
+    return figure
+
+
+def latent_scatter_figure(plane, labels, axis_titles: tuple[str, str], height: int = 380) -> go.Figure:
+    """Encoded digits on a 2-D plane coloured by class: a read-only map (no click grid)."""
+    points, labels = _as_numpy(plane), _as_numpy(labels)
+    figure = go.Figure()
+    for digit in range(10):
+        chosen = labels == digit
+        if chosen.any():
+            figure.add_trace(
+                go.Scatter(x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(digit),
+                             marker={"size": 4, "color": DIGIT_COLOURS[digit], "opacity": 0.7},
+                             hovertemplate=f"digit {digit}<extra></extra>")
+            )  # fmt: skip
+    if not (labels >= 0).any():  # digits without labels: one grey cloud
+        figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits",
+                                      marker={"size": 4, "color": "#555", "opacity": 0.6}))  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         legend={"title": "digit", "itemsizing": "constant"})  # fmt: skip
+    figure.update_xaxes(title=axis_titles[0], zeroline=False)
+    figure.update_yaxes(title=axis_titles[1], zeroline=False)
+    return figure
