@@ -1,45 +1,105 @@
-"""Complete: hide half a digit, fit q*(z) to the visible half by SVI, decode the hidden half."""
+"""Complete: hide part of a digit, fit q*(z) to the visible pixels by SVI, decode the hidden ones."""
+
+import hashlib
 
 import numpy as np
 import streamlit as st
+import torch
 
+from explorer.drawing_canvas import draw_digit, paint_region
+from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture, trace_figure
 from explorer.resources import digits_for
 from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
-from vae_core import complete_masked_image, observed_mask
+from vae_core import (
+    centre_square_mask,
+    complete_masked_image,
+    observed_mask,
+    painted_region_mask,
+    random_pixels_mask,
+)
+from vae_core.images import mnist_style_pixels
 from vae_core.inference import HIDDEN_HALVES
 
 RESULTS_KEY = "completion_results"
 KEPT_RESULTS = 12  # a session keeps its latest completions, not all it ever ran
 LIVE_CHART_EVERY = 25  # redrawing the chart every step would cost more than the SVI step itself
+SOURCES = ("a test digit", "your drawing")
+MASK_KINDS = ("a half", "centre square", "random pixels", "painted region")
 
 entry = model_picker()
 config = entry.config
+size = config.image_size
 digits = digits_for(entry)
 
-st.title("Complete a half-seen digit")
+st.title("Complete a partly hidden digit")
 st.caption(
-    "Hide half of a digit. **SVI** fits a fresh Gaussian q*(z) to this one image by maximising the ELBO of "
-    "the *visible* pixels, then decodes samples of q* to fill in the hidden half. The **encoder** instead "
-    "makes one amortised guess from the masked image, a kind of input it never saw in training. "
-    "The ELBO of the visible pixels says which q explains them better."
+    "Hide part of a digit: a half, a centre square, random pixels or a region you paint. **SVI** fits a "
+    "fresh Gaussian q*(z) to this one image by maximising the ELBO of the *visible* pixels, then decodes "
+    "samples of q* to fill in the hidden ones. The **encoder** instead makes one amortised guess from the "
+    "masked image, a kind of input it never saw in training. The ELBO of the visible pixels says which q "
+    "explains them better."
 )
 
 picker_column, settings_column = st.columns(2)
 with picker_column:
-    digit = digit_picker(entry, "complete_digit", "Digit", default_class=2)
+    source = st.radio("Complete", SOURCES, horizontal=True, key="complete_source")
+    if source == SOURCES[0]:
+        digit = digit_picker(entry, "complete_digit", "Digit", default_class=2)
+        grey = digits.grey(digit)
+        label = digits.labels[digit : digit + 1]
+        truth_caption = f"truth, #{digit} (binarised)"
+    else:
+        st.markdown("**Draw a digit** (white ink; the bin icon clears it)")
+        ink = draw_digit("complete_draw_canvas")
+        # The same preparation as an uploaded picture: crop to the ink, fit 20x20, centre by mass.
+        grey = None if ink is None else torch.from_numpy(mnist_style_pixels(ink, size))
+        label = torch.tensor([0])
+        if config.conditional:
+            label = torch.tensor(
+                [st.selectbox("Your digit is a", list(range(10)), key="complete_drawn_label")]
+            )
+        truth_caption = "your digit, MNIST-style (binarised)"
 with settings_column:
-    hidden = st.radio("Hide the", HIDDEN_HALVES, horizontal=True, key="complete_hidden")
+    kind = st.radio("Hide", MASK_KINDS, horizontal=True, key="complete_mask_kind")
+    if kind == "a half":
+        hidden = st.radio("Hide the", HIDDEN_HALVES, horizontal=True, key="complete_hidden")
+        mask, mask_caption = observed_mask(hidden, size), f"{hidden} hidden"
+    elif kind == "centre square":
+        side = st.slider("Side of the square (pixels)", 2, size - 2, size // 2, key="complete_square")
+        mask, mask_caption = centre_square_mask(side, size), f"centre {side}×{side} hidden"
+    elif kind == "random pixels":
+        share = st.slider("Share of pixels hidden", 0.05, 0.95, 0.5, step=0.05, key="complete_fraction")
+        mask_seed = int(st.number_input("Which pixels (seed)", 0, 10_000, 0, key="complete_mask_seed"))
+        mask, mask_caption = random_pixels_mask(share, size, mask_seed), f"{share:.0%} of pixels hidden"
+    else:
+        mask, mask_caption = None, "painted region hidden"  # painted below, once the digit is known
     steps = st.slider("SVI steps", 20, 1000, 300, step=10, key="complete_steps")
     n_completions = st.slider("Completions", 1, 16, 8, key="complete_n")
     if config.conditional:
-        st.caption("This model is conditional: it is told the digit's true label.")
+        st.caption("This model is conditional: it is told the digit's label.")
 
-x = (digits.grey(digit) > 0.5).float()  # (D,), the binary pixels the model is scored on
-mask = observed_mask(hidden, config.image_size)
-labels = labels_for(entry, digits.labels[digit : digit + 1])
+if grey is None:
+    st.info("Draw a digit on the canvas to complete it.")
+    st.stop()
+x = (grey > 0.5).float()  # (D,), the binary pixels the model is scored on
+if mask is None:
+    st.markdown("**Paint over the part to hide** (the bin icon clears the paint)")
+    coverage = paint_region("complete_paint_canvas", x, size)
+    if coverage is None:
+        st.info("Paint over the digit: the painted pixels are hidden from the model.")
+        st.stop()
+    mask = painted_region_mask(coverage, size)
+    if mask.sum() == 0:
+        st.warning("Everything is painted: leave some pixels visible for the model to go on.")
+        st.stop()
+    mask_caption = f"{int((mask == 0).sum())} painted pixels hidden"
+
+labels = labels_for(entry, label)
 results = st.session_state.setdefault(RESULTS_KEY, {})
-result_key = (entry.key, digit, hidden, steps, n_completions)
+# A drawing or a painted region has no short name: the result is keyed by the pixels themselves.
+pixels_id = hashlib.sha1(x.numpy().tobytes() + mask.numpy().tobytes() + label.numpy().tobytes()).hexdigest()
+result_key = (entry.key, pixels_id, steps, n_completions)
 
 if st.button("Run completion", type="primary", key="complete_run"):
     progress = st.progress(0.0, text="Starting SVI…")
@@ -68,20 +128,25 @@ if st.button("Run completion", type="primary", key="complete_run"):
 result = results.get(result_key)
 masked = x * mask + 0.5 * (1 - mask)  # hidden pixels drawn grey
 pictures = st.columns(4)
-show_digit(x, f"truth, #{digit} (binarised)", config.image_size, pictures[0])
-show_digit(masked, f"model sees: {hidden} hidden", config.image_size, pictures[1])
+show_digit(x, truth_caption, size, pictures[0])
+show_digit(masked, f"model sees: {mask_caption}", size, pictures[1])
 if result is None:
     st.info(f"Press **Run completion** to fit q*(z) with {steps} SVI steps.")
     st.stop()
 
-show_digit(result.mean_completion, f"mean of {n_completions} SVI completions", config.image_size, pictures[2])
-show_digit(result.encoder_completion, "encoder's completion", config.image_size, pictures[3])
-completions = grid_picture(result.completions, config.image_size, columns=min(n_completions, 8), scale=3)
+show_digit(result.mean_completion, f"mean of {n_completions} SVI completions", size, pictures[2])
+show_digit(result.encoder_completion, "encoder's completion", size, pictures[3])
+columns = min(n_completions, 8)
+completions = grid_picture(result.completions, size, columns=columns, scale=3)
 st.image(
     completions,
     caption=f"{n_completions} completions: z ~ q*(z) decoded, visible pixels kept",
     width=completions.shape[1],
 )
+st.download_button(
+    "Download the completions (PNG)", digit_grid_png(result.completions, size, columns=columns),
+    file_name=f"completions-{pixels_id[:8]}.png", mime="image/png", on_click="ignore", key="complete_download",
+)  # fmt: skip
 
 metrics = st.columns(3)
 metrics[0].metric(

@@ -1,0 +1,196 @@
+"""App tests (AppTest) for the Complete page's masks, drawn digits and completion download.
+
+AppTest cannot draw on a canvas: a test puts what the canvas component would report for some strokes
+(`explorer.drawing_canvas.canvas_state`) into the component's session-state slot. It cannot read an
+image back either, so `show_digit` and `digit_grid_png` are wrapped to record what the page passes
+them: the exact pixels behind every picture and the download.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import explorer.exports
+import explorer.widgets
+from explorer.drawing_canvas import CANVAS_PX, canvas_state
+from explorer.registry import ModelEntry
+from vae_core import (
+    Checkpoint,
+    ModelConfig,
+    build_model,
+    centre_square_mask,
+    observed_mask,
+    random_pixels_mask,
+)
+from vae_core.images import mnist_style_pixels
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGE = "explorer/pages/complete.py"
+TIMEOUT_S = 180
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # two threads on two busy cores made SVI many times slower
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def small_models() -> dict[str, ModelEntry]:
+    torch.manual_seed(0)
+    entries = {}
+    for name, conditional in (("tiny2d", False), ("tiny2dc", True)):
+        config = ModelConfig(latent_dim=2, hidden=(64,), conditional=conditional)
+        model = build_model(config).eval().requires_grad_(False)
+        entries[f"trained:{name}"] = ModelEntry(f"trained:{name}", Checkpoint(model, config), "trained", name)
+    return entries
+
+
+@pytest.fixture
+def shown(monkeypatch) -> dict:
+    """Caption -> pixels (D,) of every digit the page shows, and "download" -> the PNG's pixels."""
+    record: dict = {}
+    picker, show_digit, grid_png = (
+        explorer.widgets.model_picker, explorer.widgets.show_digit, explorer.exports.digit_grid_png,
+    )  # fmt: skip
+
+    def clearing_model_picker(*args, **kwargs):
+        record.clear()  # every run of the page starts with the model picker: keep only the latest run
+        return picker(*args, **kwargs)
+
+    def recording_show_digit(probs, caption, *args, **kwargs):
+        record[caption] = np.asarray(probs, dtype=np.float32).reshape(-1)
+        return show_digit(probs, caption, *args, **kwargs)
+
+    def recording_grid_png(probs, *args, **kwargs):
+        record["download"] = np.asarray(probs)
+        return grid_png(probs, *args, **kwargs)
+
+    monkeypatch.setattr(explorer.widgets, "model_picker", clearing_model_picker)
+    monkeypatch.setattr(explorer.widgets, "show_digit", recording_show_digit)
+    monkeypatch.setattr(explorer.exports, "digit_grid_png", recording_grid_png)
+    return record
+
+
+def open_complete(monkeypatch, small_models, model: str = "trained:tiny2d"):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["user_models"] = dict(small_models)
+    at.session_state["selected_model"] = model
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    at.slider(key="complete_steps").set_value(20)
+    at.slider(key="complete_n").set_value(3).run()
+    return at
+
+
+def picture(shown: dict, caption_start: str) -> np.ndarray:
+    found = [pixels for caption, pixels in shown.items() if caption.startswith(caption_start)]
+    assert len(found) == 1, f"one picture captioned {caption_start!r}, got captions {list(shown)}"
+    return found[0]
+
+
+def hidden_pixels(shown: dict) -> np.ndarray:
+    """The pixels the page drew grey on its 'model sees' picture: its mask's hidden set, as (D,) bool."""
+    return picture(shown, "model sees") == 0.5
+
+
+def run_completion_and_check(at, shown: dict, mask: torch.Tensor) -> None:
+    at.button(key="complete_run").click().run()
+    assert not at.exception
+    metric_values = {m.label: float(m.value.split()[0]) for m in at.metric}
+    assert set(metric_values) == {"ELBO of SVI q*", "ELBO of encoder q", "SVI gain"}
+    (result,) = at.session_state["completion_results"].values()
+    seen = mask.bool()
+    (truth,) = (torch.from_numpy(pixels) for caption, pixels in shown.items() if "(binarised)" in caption)
+    assert torch.equal(result.completions[:, seen], truth[seen].expand(3, -1))  # visible pixels kept
+    assert not torch.equal(result.completions[:, ~seen], truth[~seen].expand(3, -1))  # hidden ones filled
+    np.testing.assert_array_equal(shown["download"], result.completions.numpy())  # the grid shown is offered
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings", "expected_mask"),
+    [
+        ("a half", {"complete_hidden": "left"}, observed_mask("left")),
+        ("centre square", {"complete_square": 10}, centre_square_mask(10)),
+        (
+            "random pixels",
+            {"complete_fraction": 0.3, "complete_mask_seed": 5},
+            random_pixels_mask(0.3, seed=5),
+        ),
+    ],
+)
+def test_each_built_in_mask_hides_its_pixels_and_completes(
+    monkeypatch, small_models, shown, kind, settings, expected_mask
+):
+    at = open_complete(monkeypatch, small_models)
+    at.radio(key="complete_mask_kind").set_value(kind).run()
+    for key, value in settings.items():
+        widget = next(w for w in (*at.radio, *at.slider, *at.number_input) if w.key == key)
+        widget.set_value(value)
+    at.run()
+    assert not at.exception
+    np.testing.assert_array_equal(hidden_pixels(shown), (expected_mask == 0).numpy())
+    assert not at.metric and "Run completion" in at.info[0].value
+    run_completion_and_check(at, shown, expected_mask)
+
+
+def test_another_random_seed_hides_other_pixels_and_needs_its_own_run(monkeypatch, small_models, shown):
+    at = open_complete(monkeypatch, small_models)
+    at.radio(key="complete_mask_kind").set_value("random pixels").run()
+    first = hidden_pixels(shown)
+    at.button(key="complete_run").click().run()
+    assert at.metric
+    at.number_input(key="complete_mask_seed").set_value(1).run()
+    assert not np.array_equal(hidden_pixels(shown), first) and hidden_pixels(shown).sum() == first.sum()
+    assert not at.metric  # a result belongs to the pixels it was fitted to
+
+
+def test_a_painted_region_is_hidden_and_completed(monkeypatch, small_models, shown):
+    at = open_complete(monkeypatch, small_models)
+    at.radio(key="complete_mask_kind").set_value("painted region").run()
+    assert "Paint over the digit" in at.info[0].value and not at.metric
+
+    coverage = np.zeros((CANVAS_PX, CANVAS_PX), dtype=np.float32)
+    coverage[0:140, 140:280] = 1.0  # the top-right quarter: image rows 0..13, columns 14..27
+    at.session_state["complete_paint_canvas"] = canvas_state(coverage)
+    at.run()
+    assert not at.exception
+    expected = np.zeros((28, 28), dtype=bool)
+    expected[:14, 14:] = True
+    np.testing.assert_array_equal(hidden_pixels(shown), expected.reshape(-1))
+    assert picture(shown, "model sees") is not None and any("196 painted pixels hidden" in c for c in shown)
+    mask = torch.from_numpy((~expected).reshape(-1).astype(np.float32))
+    run_completion_and_check(at, shown, mask)
+
+    at.session_state["complete_paint_canvas"] = canvas_state(np.ones((CANVAS_PX, CANVAS_PX), np.float32))
+    at.run()
+    assert "leave some pixels visible" in at.warning[0].value
+
+
+def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_models, shown):
+    at = open_complete(monkeypatch, small_models, model="trained:tiny2dc")
+    at.radio(key="complete_source").set_value("your drawing").run()
+    assert "Draw a digit" in at.info[0].value and not at.metric
+    assert at.selectbox(key="complete_drawn_label").options  # a conditional model is told the label
+
+    ink = np.zeros((CANVAS_PX, CANVAS_PX), dtype=np.float32)
+    ink[30:60, 60:220] = 1.0  # a "7": the bar ...
+    for row in range(60, 250):  # ... and the slanted stem
+        col = 220 - (row - 60) * 100 // 190
+        ink[row, col - 12 : col + 12] = 1.0
+    at.session_state["complete_draw_canvas"] = canvas_state(ink)
+    at.selectbox(key="complete_drawn_label").set_value(7)
+    at.radio(key="complete_mask_kind").set_value("centre square").run()
+    assert not at.exception
+    expected_digit = (mnist_style_pixels(ink) > 0.5).astype(np.float32)
+    np.testing.assert_array_equal(picture(shown, "your digit"), expected_digit)
+    run_completion_and_check(at, shown, centre_square_mask(14))
