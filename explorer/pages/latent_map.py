@@ -4,6 +4,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from explorer.drawing_canvas import draw_digit
 from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture, latent_map_figure, plane_bounds
 from explorer.resources import digits_for, latent_codes
@@ -28,7 +29,7 @@ from explorer.widgets import (
     warn_ignored,
 )
 from vae_core import decode, elbo_terms, encode, reconstruct
-from vae_core.images import mnist_style_digit
+from vae_core.images import mnist_style_digit, mnist_style_pixels
 
 entry = model_picker()
 config = entry.config
@@ -154,42 +155,59 @@ def map_and_decoded() -> None:
         share_this_view(entry, "latent_map", shared, target=right)
 
 
-with st.expander("Your own digit: upload a photo or drawing (PNG or JPEG)"):
-    upload = st.file_uploader("A picture of one digit", type=["png", "jpg", "jpeg"], key="own_digit_upload")
-    if upload is None:
+with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or JPEG)"):
+    own_source = st.radio(
+        "Your digit", ("upload a picture", "draw it here"), horizontal=True, key="own_digit_source",
+        label_visibility="collapsed",
+    )  # fmt: skip
+    own_pixels = None
+    if own_source == "upload a picture":
+        upload = st.file_uploader(
+            "A picture of one digit", type=["png", "jpg", "jpeg"], key="own_digit_upload"
+        )
+        if upload is not None:
+            try:
+                own_pixels = mnist_style_digit(upload.getvalue(), config.image_size)
+            except ValueError as exc:
+                st.error(f"{upload.name} was not used: {exc}.")
+    else:
+        st.caption("Draw one digit in white; the bin icon clears the canvas.")
+        own_ink = draw_digit("own_digit_canvas")
+        if own_ink is not None:  # prepared exactly like an upload: cropped, fitted to 20x20, centred
+            own_pixels = mnist_style_pixels(own_ink, config.image_size)
+    if own_pixels is None:
         st.session_state.pop(own_key, None)
     else:
-        try:
-            own_pixels = mnist_style_digit(upload.getvalue(), config.image_size)
-        except ValueError as exc:
-            st.error(f"{upload.name} was not used: {exc}.")
-            st.session_state.pop(own_key, None)
-        else:
-            own_x = torch.from_numpy(own_pixels)[None]
-            own_label = labels_for(entry, torch.tensor([condition or 0]))
-            own_binary = (own_x > 0.5).float()
-            own_mu, _ = encode(entry.model, own_binary, own_label)
-            plane = codes.projection.to_plane(own_mu)[0]
-            with torch.no_grad():  # the ELBO's expectation, averaged over 64 draws
-                draws = [elbo_terms(entry.model, own_binary, own_label).elbo for _ in range(64)]
-            own_elbo = float(torch.stack(draws).mean())
-            st.session_state[own_key] = {"plane": (float(plane[0]), float(plane[1])), "elbo": own_elbo}
-            typical = entry.cached("test_elbos", lambda: _test_elbos(entry))
-            share = float((typical < own_elbo).float().mean())
-            cols = st.columns(3)
-            show_digit(own_pixels, "your digit, MNIST-style 28×28", config.image_size, cols[0])
-            show_digit(
-                reconstruct(entry.model, own_binary, own_label)[0],
-                "reconstruction",
-                config.image_size,
-                cols[1],
-            )
-            cols[2].metric("ELBO (nats)", f"{own_elbo:.1f}", help="higher = more typical for this model")
-            cols[2].caption(
-                f"{100 * share:.0f}% of test digits have a lower ELBO"
-                + (" — this looks out of distribution for the model." if share < 0.02 else ".")
-            )
-            st.caption("Your digit is the gold star on the map.")
+        own_x = torch.from_numpy(own_pixels)[None]
+        own_label = labels_for(entry, torch.tensor([condition or 0]))
+        own_binary = (own_x > 0.5).float()
+        own_mu, _ = encode(entry.model, own_binary, own_label)
+        plane = codes.projection.to_plane(own_mu)[0]
+        with torch.no_grad():  # the ELBO's expectation, averaged over 64 draws
+            draws = [elbo_terms(entry.model, own_binary, own_label).elbo for _ in range(64)]
+        own_elbo = float(torch.stack(draws).mean())
+        st.session_state[own_key] = {"plane": (float(plane[0]), float(plane[1])), "elbo": own_elbo}
+        typical = entry.cached("test_elbos", lambda: _test_elbos(entry))
+        share = float((typical < own_elbo).float().mean())
+        cols = st.columns(3)
+        show_digit(
+            own_pixels,
+            f"your digit, MNIST-style {config.image_size}×{config.image_size}",
+            config.image_size,
+            cols[0],
+        )
+        show_digit(
+            reconstruct(entry.model, own_binary, own_label)[0],
+            "reconstruction",
+            config.image_size,
+            cols[1],
+        )
+        cols[2].metric("ELBO (nats)", f"{own_elbo:.1f}", help="higher = more typical for this model")
+        cols[2].caption(
+            f"{100 * share:.0f}% of test digits have a lower ELBO"
+            + (" — this looks out of distribution for the model." if share < 0.02 else ".")
+        )
+        st.caption("Your digit is the gold star on the map.")
 
 map_and_decoded()
 

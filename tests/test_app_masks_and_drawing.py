@@ -1,4 +1,5 @@
-"""App tests (AppTest) for the Complete page's masks, drawn digits and completion download.
+"""App tests (AppTest) for the Complete page's masks, drawn digits and completion download, and for
+a digit drawn on the Latent map.
 
 AppTest cannot draw on a canvas: a test puts what the canvas component would report for some strokes
 (`explorer.drawing_canvas.canvas_state`) into the component's session-state slot. It cannot read an
@@ -23,6 +24,8 @@ from vae_core import (
     ModelConfig,
     build_model,
     centre_square_mask,
+    elbo_terms,
+    encode,
     observed_mask,
     random_pixels_mask,
 )
@@ -78,18 +81,33 @@ def shown(monkeypatch) -> dict:
     return record
 
 
-def open_complete(monkeypatch, small_models, model: str = "trained:tiny2d"):
+def open_page(monkeypatch, small_models, page: str, model: str):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("VAE_OFFLINE", "1")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
     at.session_state["user_models"] = dict(small_models)
     at.session_state["selected_model"] = model
-    at.switch_page(PAGE).run()
+    at.switch_page(page).run()
     assert not at.exception
+    return at
+
+
+def open_complete(monkeypatch, small_models, model: str = "trained:tiny2d"):
+    at = open_page(monkeypatch, small_models, PAGE, model)
     at.slider(key="complete_steps").set_value(20)
     at.slider(key="complete_n").set_value(3).run()
     return at
+
+
+def drawn_seven() -> np.ndarray:
+    """Ink (CANVAS_PX, CANVAS_PX) of a 7 drawn with a brush about 24 canvas pixels wide."""
+    ink = np.zeros((CANVAS_PX, CANVAS_PX), dtype=np.float32)
+    ink[30:60, 60:220] = 1.0  # the bar ...
+    for row in range(60, 250):  # ... and the slanted stem
+        col = 220 - (row - 60) * 100 // 190
+        ink[row, col - 12 : col + 12] = 1.0
+    return ink
 
 
 def picture(shown: dict, caption_start: str) -> np.ndarray:
@@ -182,11 +200,7 @@ def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_
     assert "Draw a digit" in at.info[0].value and not at.metric
     assert at.selectbox(key="complete_drawn_label").options  # a conditional model is told the label
 
-    ink = np.zeros((CANVAS_PX, CANVAS_PX), dtype=np.float32)
-    ink[30:60, 60:220] = 1.0  # a "7": the bar ...
-    for row in range(60, 250):  # ... and the slanted stem
-        col = 220 - (row - 60) * 100 // 190
-        ink[row, col - 12 : col + 12] = 1.0
+    ink = drawn_seven()
     at.session_state["complete_draw_canvas"] = canvas_state(ink)
     at.selectbox(key="complete_drawn_label").set_value(7)
     at.radio(key="complete_mask_kind").set_value("centre square").run()
@@ -194,3 +208,43 @@ def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_
     expected_digit = (mnist_style_pixels(ink) > 0.5).astype(np.float32)
     np.testing.assert_array_equal(picture(shown, "your digit"), expected_digit)
     run_completion_and_check(at, shown, centre_square_mask(14))
+
+
+# The same canvas on the Latent map
+
+
+def test_a_digit_drawn_on_the_latent_map_is_placed_and_scored(monkeypatch, small_models, shown):
+    at = open_page(monkeypatch, small_models, "explorer/pages/latent_map.py", "trained:tiny2d")
+    own_key = "own_digit:trained:tiny2d"
+    at.radio(key="own_digit_source").set_value("draw it here").run()
+    assert not at.exception and own_key not in at.session_state and "ELBO (nats)" not in labels(at)
+
+    ink = drawn_seven()
+    at.session_state["own_digit_canvas"] = canvas_state(ink)
+    at.run()
+    assert not at.exception
+    expected = mnist_style_pixels(ink)
+    np.testing.assert_array_equal(picture(shown, "your digit, MNIST-style 28×28"), expected)
+    # placed at its encoder mean (a 2-D model's map is the latent plane itself) ...
+    model = small_models["trained:tiny2d"].model
+    binary = torch.from_numpy(expected > 0.5).float()[None]
+    mu, _ = encode(model, binary)
+    placed = at.session_state[own_key]
+    np.testing.assert_allclose(placed["plane"], mu[0].numpy(), atol=1e-5)
+    # ... and scored by its ELBO, the mean of 64 one-sample draws: within 4 standard errors of the mean
+    # of 2,000 independent draws
+    with torch.no_grad():
+        draws = torch.cat([elbo_terms(model, binary).elbo for _ in range(2000)])
+    standard_error = float(draws.std()) / 64**0.5
+    shown_elbo = float(next(m.value for m in at.metric if m.label == "ELBO (nats)"))
+    assert shown_elbo == pytest.approx(placed["elbo"], abs=0.05)
+    assert placed["elbo"] == pytest.approx(float(draws.mean()), abs=4 * standard_error)
+    assert any("of test digits have a lower ELBO" in c.value for c in at.caption)
+
+    at.session_state["own_digit_canvas"] = canvas_state(np.zeros((CANVAS_PX, CANVAS_PX), np.float32))
+    at.run()  # the bin icon cleared the canvas: the star leaves the map
+    assert own_key not in at.session_state and "ELBO (nats)" not in labels(at)
+
+
+def labels(at) -> set[str]:
+    return {m.label for m in at.metric}
