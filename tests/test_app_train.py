@@ -6,13 +6,20 @@ AppTest ignores `run_every`, so the tests call `run()` again and again, as the f
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from explorer import training_jobs as jobs
+from explorer.train_figures import epoch_rows
+from vae_core.diagnostics import latent_activity
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRAIN_PAGE = "explorer/pages/train.py"
@@ -115,7 +122,9 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")
     assert "was stopped after" in app.success[0].value
-    assert [b.label for b in app.get("download_button")] == ["Download checkpoint", "Download metrics CSV"]
+    labels = [b.label for b in app.get("download_button")]
+    assert labels[:2] == ["Download checkpoint", "Download metrics CSV"]
+    assert labels[2].startswith("Latent map animation (GIF") and labels[3].endswith("(PNG)")
     job = app.session_state["train_job"]
     assert job.status == jobs.STOPPED and app.session_state["selected_model"] == job.key
 
@@ -125,3 +134,153 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     picker = app.sidebar.selectbox(key="model_picker")
     assert f"{job.name} · 784-32-2 MLP VAE · trained" in picker.options
     assert picker.value == job.key  # the page opens on the model just trained
+
+
+# ------------------------------------------------------------------------------ time travel
+def charts(at: AppTest) -> list[tuple[dict, pd.DataFrame]]:
+    """Every Vega-Lite chart on the page as (spec, data frame)."""
+    return [
+        (json.loads(chart.proto.spec), convert_arrow_bytes_to_pandas_df(chart.proto.data.data))
+        for chart in at.get("vega_lite_chart")
+    ]
+
+
+def chart_with(at: AppTest, column: str) -> pd.DataFrame:
+    found = [frame for _, frame in charts(at) if column in frame.columns]
+    assert len(found) == 1, f"expected one chart with a {column!r} column, found {len(found)}"
+    return found[0]
+
+
+def curve_epochs(at: AppTest) -> float:
+    """The latest epoch drawn on the ELBO curve."""
+    frame = next(frame for spec, frame in charts(at) if spec.get("title") == "ELBO")
+    return frame["epoch"].max()
+
+
+def image_urls(at: AppTest) -> list[str]:
+    """Media URLs of the reconstructions and samples; AppTest names each by a hash of its bytes."""
+    return [image.proto.imgs[0].url for image in at.get("image")]
+
+
+def shown_active_count(at: AppTest) -> tuple[int, int]:
+    found = [re.search(r"\*\*(\d+) of (\d+)\*\* latent dimensions active", c.value) for c in at.caption]
+    found = [f for f in found if f]
+    assert len(found) == 1
+    return int(found[0][1]), int(found[0][2])
+
+
+def assert_shows(at: AppTest, views: jobs.LiveViews) -> None:
+    """The latent map and the KL bars on the page are this snapshot's."""
+    latents = chart_with(at, "digit")
+    np.testing.assert_array_equal(latents[["x", "y"]].to_numpy(), views.plane.astype(float))
+    kl = chart_with(at, "dimension")
+    np.testing.assert_allclose(kl["kl"].to_numpy(), views.kl_per_dim, rtol=1e-6)
+    assert shown_active_count(at) == (views.active_count, len(views.kl_per_dim))
+    assert (kl["state"] == "active").sum() == views.active_count
+
+
+def slider_steps(at: AppTest) -> list[int]:
+    return [
+        int(option.removeprefix("step ").replace(",", ""))
+        for option in at.select_slider(key="train_rewind").options
+    ]
+
+
+def history_of(at: AppTest) -> list[jobs.LiveViews]:
+    return at.session_state["train_job"].snapshot().history
+
+
+def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_after(app):
+    fill_form(app, train_latent=3)
+    start(app)
+    run_until(app, lambda at: len(history_of(at)) >= 3 and at.get("select_slider"), what="three snapshots")
+    slider = app.select_slider(key="train_rewind")
+    newest_shown = slider_steps(app)[-1]  # the history may have grown since this render
+    assert slider.value == newest_shown  # default: the newest snapshot
+    latest = next(views for views in history_of(app) if views.step == newest_shown)
+    assert_shows(app, latest)
+    latest_urls = image_urls(app)
+
+    first = history_of(app)[0]
+    app.select_slider(key="train_rewind").set_value(first.step).run()
+    assert not app.exception
+    assert app.select_slider(key="train_rewind").value == first.step
+    assert f"as it was at step {first.step:,}" in app.info[0].value
+    assert_shows(app, first)
+    assert not np.array_equal(first.plane, latest.plane)
+    assert image_urls(app) != latest_urls  # other reconstructions and samples
+    assert curve_epochs(app) == pytest.approx(first.epoch)  # the curves are cut at that step
+
+    # new snapshots keep arriving; the view stays where the user put it
+    seen = len(history_of(app))
+    run_until(app, lambda at: history_of(at)[-1].step > latest.step and len(history_of(at)) > seen,
+              what="newer snapshots")  # fmt: skip
+    assert app.select_slider(key="train_rewind").value == first.step
+    assert_shows(app, first)
+
+    app.button(key="train_stop").click().run()
+    run_until(app, lambda at: at.success, what="the stopped run")
+    assert app.select_slider(key="train_rewind").value == first.step  # still there after the run ended
+    assert_shows(app, first)
+    final = history_of(app)[-1]
+    app.select_slider(key="train_rewind").set_value(final.step).run()
+    assert not app.info and app.select_slider(key="train_rewind").value == final.step
+    assert_shows(app, final)
+    assert curve_epochs(app) == pytest.approx(app.session_state["train_job"].snapshot().last["epoch"])
+
+
+def test_kl_per_dimension_shown_is_latent_activity_on_the_fixed_validation_digits(app):
+    fill_form(app, train_latent=5)
+    start(app)
+    run_until(app, lambda at: at.get("select_slider"), what="live views")
+    app.button(key="train_pause").click().run()
+    job = app.session_state["train_job"]
+    assert job.wait_parked(30)
+    app.run()  # paused: no snapshot arrives while this renders
+    assert slider_steps(app)[-1] == history_of(app)[-1].step
+    assert_shows(app, history_of(app)[-1])  # live, before the run ends
+    app.button(key="train_stop").click().run()
+    run_until(app, lambda at: at.success, what="the stopped run")
+    # the last snapshot is the final model: recompute its activity independently of the job
+    validation = jobs.load_training_data(jobs.DATA_SAMPLE).validation
+    batch = validation.subset(slice(0, min(jobs.SCATTER_DIGITS, len(validation)))).fixed_binary()
+    expected = latent_activity(job.model, batch)
+    kl = chart_with(app, "dimension")
+    assert kl["dimension"].tolist() == [1, 2, 3, 4, 5]
+    np.testing.assert_allclose(kl["kl"].to_numpy(), expected.kl_per_dim.numpy(), rtol=1e-5, atol=1e-6)
+    assert shown_active_count(app) == (expected.active_count, 5)
+
+
+def validation_values(job: jobs.TrainingJob, term: str) -> list[float]:
+    return [e["validation"][term] for e in epoch_rows(job.snapshot().events) if e.get("validation")]
+
+
+def test_two_runs_are_compared_in_one_chart_with_both_names(app):
+    def one_run(**values):
+        fill_form(app, **values)
+        start(app)
+        run_until(app, lambda at: at.session_state["train_job"].snapshot().events, what="progress")
+        app.button(key="train_stop").click().run()
+        run_until(app, lambda at: at.success, what="the stopped run")
+        return app.session_state["train_job"]
+
+    first = one_run(train_seed=1)
+    assert not app.get("multiselect")  # one run: nothing to compare
+    second = one_run(train_seed=2, train_latent=4)
+    picker = app.multiselect(key="train_compare_runs")
+    assert picker.value == [first.id, second.id]
+    spec, frame = next((spec, frame) for spec, frame in charts(app) if "run" in frame.columns)
+    assert spec["encoding"]["color"]["scale"]["domain"] == [first.name, second.name]
+    assert set(frame["run"]) == {first.name, second.name}
+    for job in (first, second):  # each run's validation points, the one after it was stopped last
+        validation = frame[(frame["run"] == job.name) & (frame["series"] == "validation")]
+        assert validation["value"].tolist() == pytest.approx(validation_values(job, "elbo"))
+        assert validation["value"].iloc[-1] == pytest.approx(job.snapshot().last["validation"]["elbo"])
+
+    app.selectbox(key="train_compare_term").set_value("kl").run()
+    _, frame = next((spec, frame) for spec, frame in charts(app) if "run" in frame.columns)
+    validation = frame[(frame["run"] == second.name) & (frame["series"] == "validation")]
+    assert validation["value"].tolist() == pytest.approx(validation_values(second, "kl"))
+    picker.unselect(first.id).run()
+    _, frame = next((spec, frame) for spec, frame in charts(app) if "run" in frame.columns)
+    assert set(frame["run"]) == {second.name}

@@ -302,10 +302,11 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     pictures, scatter = st.columns([2, 3])
     with pictures:
         both = np.concatenate([views.originals, views.reconstructions])
-        st.image(grid_picture(both, size, columns=len(views.originals), scale=2),
+        # PNG, not the default JPEG: JPEG smears the sharp edges of 28x28 digits
+        st.image(grid_picture(both, size, columns=len(views.originals), scale=2), output_format="PNG",
                  caption="Validation digits (top) and their reconstructions (bottom)")  # fmt: skip
-        st.image(grid_picture(views.samples, size, columns=8, scale=2),
-                 caption="16 fixed prior samples z ~ N(0, I), decoded by the current model")  # fmt: skip
+        st.image(grid_picture(views.samples, size, columns=8, scale=2), output_format="PNG",
+                 caption="16 fixed prior samples z ~ N(0, I), decoded by the model at this step")  # fmt: skip
         draw_kl_per_dimension(views)
     with scatter:
         # PCA axis titles carry variance shares that move every snapshot; a changing spec would
