@@ -25,6 +25,7 @@ PAINT_OPACITY = 0.55
 INK = "#ffffff"  # MNIST digits are white ink on black
 DIGIT_BRUSH_PX = 22  # about two MNIST pixels, the width of a typical MNIST stroke
 REGION_BRUSH_PX = 30
+TOOLBAR_PX = 36  # height of the undo / redo / clear bar the component draws over the canvas's top edge
 
 
 def _canvas_coverage(
@@ -39,6 +40,7 @@ def _canvas_coverage(
             "it is not installed here."
         )
         return None
+    st.space(TOOLBAR_PX)  # the canvas's toolbar floats above it: keep it off the text above
     result = st_canvas(
         stroke_width=brush_px, stroke_color=stroke_colour, background_image=background_png,
         height=CANVAS_PX, width=CANVAS_PX, drawing_mode="freedraw", return_image_data=True, key=key,
