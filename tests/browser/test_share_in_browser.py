@@ -1,0 +1,153 @@
+"""Share links in a real browser: a link opens the view it names, a click rewrites the address bar,
+and the rewritten address, opened in a fresh session, shows the same view.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import pytest
+
+from explorer.registry import load_pretrained_models
+from explorer.share_links import format_point, parse_point
+
+from .conftest import open_page, wait_for_app_idle
+from .test_latent_map_clicks import (
+    GRAPH,
+    POINT_TEXT,
+    SCREEN_TO_DATA_JS,
+    assert_looks_like_a_digit,
+    click_and_read,
+    decoded_panel,
+    empty_spots,
+    image_pixels,
+    map_geometry,
+)
+
+pytestmark = pytest.mark.browser
+
+LINKED_POINT = (0.51, -1.2)
+# The share box of the map's right-hand column (the column beside the chart).
+SHARE_BOX_JS = """() => {
+  const block = [...document.querySelectorAll('[data-testid="stHorizontalBlock"]')]
+    .find(b => b.querySelector('[data-testid="stPlotlyChart"]'));
+  const right = block && block.querySelectorAll(':scope > [data-testid="stColumn"]')[1];
+  const code = right && right.querySelector('[data-testid="stCode"] code');
+  return code ? code.innerText.trim() : null;
+}"""
+
+
+@pytest.fixture(scope="module")
+def model_name() -> str:
+    """The first pretrained model's link name (any latent size: z is a point of the map's plane)."""
+    entries = load_pretrained_models()
+    if not entries:
+        pytest.fail("no readable checkpoint in pretrained/")
+    return next(iter(entries.values())).name
+
+
+def query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def address(page) -> str:
+    return page.evaluate("() => location.href")
+
+
+def shown_point(panel: dict) -> tuple[float, float]:
+    match = POINT_TEXT.search(panel["text"])
+    assert match, f"no 'Point (x, y)' in {panel['text']!r}"
+    return float(match[1]), float(match[2])
+
+
+def open_map_link(page, base: str, link_query: str) -> dict:
+    open_page(page, base, f"latent_map?{link_query}")
+    page.wait_for_selector(f"{GRAPH} .nsewdrag")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stColumn"] img')]
+             .every(img => img.complete && img.naturalWidth > 0)"""
+    )
+    return decoded_panel(page)
+
+
+def test_a_link_opens_its_point_and_a_click_rewrites_the_link(
+    page, browser, app_server, model_name, tmp_path
+):
+    x, y = LINKED_POINT
+    panel = open_map_link(page, app_server, f"model={model_name}&z={x},{y:.2f}")
+    page.screenshot(path=str(tmp_path / "linked.png"))
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert page.locator('[data-testid="stAlertContentWarning"]').count() == 0  # nothing was ignored
+    assert shown_point(panel) == LINKED_POINT
+    assert "decoded point" in panel["captions"]
+    assert_looks_like_a_digit(image_pixels(page, panel["srcs"][0]))
+    assert query(address(page)) == {"model": model_name, "z": "0.51,-1.2"}
+    assert query(page.evaluate(SHARE_BOX_JS)) == query(address(page))
+    assert page.evaluate(SHARE_BOX_JS).startswith(f"{app_server}/latent_map?")
+
+    # Click empty space far from the linked point: the address bar follows the click.
+    geometry = map_geometry(page)
+    spots = empty_spots(geometry)
+    assert spots, "no empty space on the latent map to click"
+    data = [page.evaluate(SCREEN_TO_DATA_JS, [GRAPH, sx, sy]) for sx, sy in spots]
+    far = int(np.argmax([np.hypot(dx - x, dy - y) for dx, dy in data]))
+    panel = click_and_read(page, *spots[far], "Point (")
+    clicked = shown_point(panel)
+    assert clicked != LINKED_POINT
+    page.wait_for_function(
+        "(z) => new URLSearchParams(location.search).get('z') === z",
+        arg=format_point(clicked),
+        timeout=30_000,
+    )
+    now = query(address(page))
+    assert now["model"] == model_name
+    assert parse_point(now["z"]) == clicked  # the link holds exactly the decoded, printed point
+    copied = page.evaluate(SHARE_BOX_JS)
+    assert query(copied) == now
+    pixels = image_pixels(page, panel["srcs"][0])
+
+    # The copied link in a fresh session (a new browser context): the same view.
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    try:
+        other = context.new_page()
+        other.set_default_timeout(60_000)
+        other.goto(copied, wait_until="domcontentloaded")
+        wait_for_app_idle(other)
+        other.wait_for_selector(f"{GRAPH} .nsewdrag")
+        other_panel = decoded_panel(other)
+        other.screenshot(path=str(tmp_path / "reopened.png"))
+        assert shown_point(other_panel) == clicked
+        assert query(address(other)) == now
+        np.testing.assert_array_equal(image_pixels(other, other_panel["srcs"][0]), pixels)
+    finally:
+        context.close()
+
+
+def strip_caption(page) -> str:
+    # the page streams in element by element: wait for the strip, drawn last
+    page.locator('[data-testid="stImageCaption"]', has_text="All ").wait_for()
+    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
+    strips = [c for c in captions if c.startswith("All ")]
+    assert len(strips) == 1, captions
+    return strips[0]
+
+
+def test_an_interpolate_link_opens_both_digits_and_follows_the_picker(page, app_server, model_name):
+    open_page(page, app_server, f"interpolate?model={model_name}&a=17&b=42")
+    assert "from #17 (left) to #42 (right)" in strip_caption(page)
+    assert query(address(page)) == {
+        "model": model_name,
+        "a": "17",
+        "b": "42",
+        "path": "linear",
+        "steps": "10",
+    }
+
+    index = page.get_by_role("spinbutton", name="Index").first  # the "From" picker's index box
+    index.fill("5")
+    index.press("Enter")
+    page.wait_for_function("() => new URLSearchParams(location.search).get('a') === '5'", timeout=60_000)
+    wait_for_app_idle(page)
+    assert "from #5 (left) to #42 (right)" in strip_caption(page)
+    assert query(address(page))["b"] == "42"
