@@ -58,26 +58,39 @@ def first_model(entries, latent_dim: int | None = None, conditional: bool = Fals
 
 
 @pytest.fixture
-def media(monkeypatch) -> dict[str, tuple[bytes, str, str | None]]:
-    """file id -> (bytes, mimetype, file name) of everything the app put in AppTest's media store."""
+def media(monkeypatch) -> dict[str, object]:
+    """file id -> what the app handed AppTest's media manager for a download button: the bytes, or the
+    callable of a deferred download (the pages encode files only when a button is clicked)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
     from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
     stored = {}
-    original = MemoryMediaFileStorage.load_and_get_id
+    load_and_get_id, add_deferred = MemoryMediaFileStorage.load_and_get_id, MediaFileManager.add_deferred
 
-    def recording(self, path_or_data, mimetype, kind, filename=None):
-        file_id = original(self, path_or_data, mimetype, kind, filename)
+    def recording_load(self, path_or_data, mimetype, kind, filename=None):
+        file_id = load_and_get_id(self, path_or_data, mimetype, kind, filename)
         stored[file_id] = (path_or_data, mimetype, filename)
         return file_id
 
-    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording)
+    def recording_deferred(self, callable_, mimetype, coordinates, file_name=None, **kwargs):
+        file_id = add_deferred(self, callable_, mimetype, coordinates, file_name=file_name, **kwargs)
+        stored[file_id] = (callable_, mimetype, file_name)
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", recording_load)
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording_deferred)
     return stored
 
 
 def downloaded(at, media, key: str) -> tuple[Image.Image, str, str]:
-    """The picture behind a download button, its mimetype and file name."""
-    url = at.download_button(key=key).proto.url
-    data, mimetype, filename = media[Path(url).stem]
+    """The picture a download button delivers (a deferred one's callable is run, as a click does),
+    its mimetype and file name."""
+    proto = at.download_button(key=key).proto
+    file_id = proto.deferred_file_id or Path(proto.url).stem
+    data, mimetype, filename = media[file_id]
+    if callable(data):
+        data = data()
+    assert isinstance(data, bytes)
     return Image.open(io.BytesIO(data)), mimetype, filename
 
 

@@ -1,5 +1,7 @@
 """Interpolate: encode two digits and decode the latent path between them, linear or spherical."""
 
+from functools import partial
+
 import streamlit as st
 import torch
 
@@ -109,17 +111,18 @@ st.image(
     width=strip.shape[1],
 )
 
-# Take-aways: the strip as shown, and an animation decoded more finely along the same path.
+# Take-aways: the strip as shown, and an animation decoded more finely along the same path. The
+# files are encoded only when a button is clicked (in a worker thread), not on every rerun.
 pair_name = f"{entry.name}-{start}-to-{end}-{method}"
 downloads = st.columns([1, 1, 3])
 downloads[0].download_button(
-    "Download the strip (PNG)", digit_grid_png(images, config.image_size, columns=steps),
+    "Download the strip (PNG)", partial(digit_grid_png, images, config.image_size, columns=steps),
     file_name=f"{pair_name}-{steps}-steps.png", mime="image/png", key="interp_strip_png", on_click="ignore",
 )  # fmt: skip
 gif_path = interpolate(mu[0], mu[1], PATH_GIF_STEPS, method)
 gif_frames = decode(entry.model, gif_path, labels_for(entry, torch.full((PATH_GIF_STEPS,), condition or 0)))
 downloads[1].download_button(
-    "Download the animation (GIF)", path_gif(gif_frames, config.image_size),
+    "Download the animation (GIF)", partial(path_gif, gif_frames, config.image_size),
     file_name=f"{pair_name}.gif", mime="image/gif", key="interp_gif", on_click="ignore",
     help=f"{PATH_GIF_STEPS} decodes from #{start} to #{end}, then back again, looping.",
 )  # fmt: skip

@@ -1,5 +1,7 @@
 """Latent map: encoded test digits; a click anywhere decodes that exact point."""
 
+from functools import partial
+
 import numpy as np
 import streamlit as st
 import torch
@@ -223,6 +225,6 @@ st.image(
     caption=f"Decoded {n}×{n} grid spanning the map's axes (rows from top to bottom = high to low y).",
 )
 st.download_button(
-    "Download the grid (PNG)", digit_grid_png(grid, config.image_size, columns=n),
+    "Download the grid (PNG)", partial(digit_grid_png, grid, config.image_size, columns=n),
     file_name=f"{entry.name}-manifold-{n}x{n}.png", mime="image/png", key="manifold_png", on_click="ignore",
 )  # fmt: skip

@@ -1,6 +1,7 @@
 """Samples: decode draws from the prior, at a chosen temperature, as probabilities and as binary images."""
 
 import math
+from functools import partial
 
 import streamlit as st
 import torch
@@ -92,11 +93,11 @@ binary_column.image(
 )
 grid_name = f"{entry.name}-samples-T{temperature:.2f}-seed{seed}"
 means_column.download_button(
-    "Download the means (PNG)", digit_grid_png(probs, config.image_size, columns=columns),
+    "Download the means (PNG)", partial(digit_grid_png, probs, config.image_size, columns=columns),
     file_name=f"{grid_name}-means.png", mime="image/png", key="samples_means_png", on_click="ignore",
 )  # fmt: skip
 binary_column.download_button(
-    "Download the binary draws (PNG)", digit_grid_png(binary, config.image_size, columns=columns),
+    "Download the binary draws (PNG)", partial(digit_grid_png, binary, config.image_size, columns=columns),
     file_name=f"{grid_name}-binary.png", mime="image/png", key="samples_binary_png", on_click="ignore",
 )  # fmt: skip
 st.caption(

@@ -1,5 +1,6 @@
 """Share links in a real browser: a link opens the view it names, a click rewrites the address bar,
-and the rewritten address, opened in a fresh session, shows the same view.
+and the rewritten address, opened in a fresh session, shows the same view. Download buttons deliver
+their pictures (encoded on click).
 """
 
 from __future__ import annotations
@@ -8,7 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from explorer.exports import PATH_GIF_STEPS
 from explorer.registry import load_pretrained_models
 from explorer.share_links import format_point, parse_point
 
@@ -151,3 +154,26 @@ def test_an_interpolate_link_opens_both_digits_and_follows_the_picker(page, app_
     wait_for_app_idle(page)
     assert "from #5 (left) to #42 (right)" in strip_caption(page)
     assert query(address(page))["b"] == "42"
+
+
+def download(page, button_text: str) -> tuple[str, Image.Image]:
+    """Click a download button; the file's suggested name and the picture it holds."""
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name=button_text).click()
+    file = info.value
+    return file.suggested_filename, Image.open(file.path())
+
+
+def test_download_buttons_deliver_the_pictures(page, app_server, model_name):
+    open_page(page, app_server, f"latent_map?model={model_name}")
+    name, grid = download(page, "Download the grid (PNG)")
+    assert name == f"{model_name}-manifold-12x12.png"
+    assert grid.format == "PNG" and grid.size == ((12 * 29 + 1) * 4,) * 2
+
+    open_page(page, app_server, f"interpolate?model={model_name}&a=3&b=2&steps=6")
+    name, strip = download(page, "Download the strip (PNG)")
+    assert name.endswith("-6-steps.png") and strip.size == ((6 * 29 + 1) * 4, 30 * 4)
+    name, animation = download(page, "Download the animation (GIF)")
+    assert name == f"{model_name}-3-to-2-linear.gif"
+    assert animation.format == "GIF" and animation.size == (112, 112)
+    assert animation.n_frames == 2 * PATH_GIF_STEPS - 2
