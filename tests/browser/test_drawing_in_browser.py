@@ -97,11 +97,11 @@ def test_a_painted_region_is_hidden_and_a_drawn_digit_can_be_completed(page, app
     page.get_by_text("your drawing").click()
     wait_for_app_idle(page)
     page.get_by_text("Draw a digit on the canvas").wait_for()
-    draw(page, canvases(page).first, SEVEN)  # the digit canvas comes first, the paint canvas below it
-    caption_text(page, r"your digit, MNIST-style \(binarised\)")
+    draw(page, canvases(page).first, SEVEN)  # the digit canvas comes first ...
+    canvases(page).nth(1).wait_for(timeout=60_000)  # ... and once there is a digit, the paint canvas
     wait_for_app_idle(page)
-    page.get_by_text("Paint over the digit").wait_for()  # a fresh digit: the paint canvas shows it now
     draw(page, canvases(page).nth(1), SCRIBBLE)
+    caption_text(page, r"your digit, MNIST-style \(binarised\)")
     caption_text(page, r"model sees: \d+ painted pixels hidden")
     wait_for_app_idle(page)
     page.get_by_role("button", name="Run completion").click()
