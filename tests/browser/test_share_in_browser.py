@@ -26,6 +26,7 @@ from .test_latent_map_clicks import (
     empty_spots,
     image_pixels,
     map_geometry,
+    wait_for_panel_change,
 )
 
 pytestmark = pytest.mark.browser
@@ -125,6 +126,13 @@ def test_a_link_opens_its_point_and_a_click_rewrites_the_link(
         np.testing.assert_array_equal(image_pixels(other, other_panel["srcs"][0]), pixels)
     finally:
         context.close()
+
+    # The browser's Back button returns to the linked point: the URL it restores is applied like a link.
+    before = decoded_panel(page)["text"]
+    page.go_back()
+    panel = wait_for_panel_change(page, before, "Point (")
+    assert shown_point(panel) == LINKED_POINT
+    assert query(address(page)) == {"model": model_name, "z": "0.51,-1.2"}
 
 
 def strip_caption(page) -> str:
