@@ -1,4 +1,4 @@
-"""Overview: what a VAE is, in a few lines, and the chosen model's card."""
+"""Overview: what a VAE is, in a few lines, the chosen model's card, and a comparison with a second model."""
 
 import streamlit as st
 import torch
@@ -202,7 +202,7 @@ if "iwae_curve" in entry.cache:
         f"{bounds[5000] - bounds[1]:.2f} nats is what the ELBO leaves out (KL from q(z|x) to the true posterior)."
     )
 
-st.header("Compare with another model")
+st.subheader("Compare with another model")
 models = available_models()
 compare_key = st.selectbox(
     "Compare with", [None, *models], key=COMPARE_WITH,
