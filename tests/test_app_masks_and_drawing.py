@@ -3,19 +3,20 @@ a digit drawn on the Latent map.
 
 AppTest cannot draw on a canvas: a test puts what the canvas component would report for some strokes
 (`explorer.drawing_canvas.canvas_state`) into the component's session-state slot. It cannot read an
-image back either, so `show_digit` and `digit_grid_png` are wrapped to record what the page passes
-them: the exact pixels behind every picture and the download.
+image back either, so `show_digit` is wrapped to record the exact pixels behind every picture, and
+the media manager to keep the download button's deferred encoder, which a test runs as a click does.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-import explorer.exports
 import explorer.widgets
 from explorer.drawing_canvas import CANVAS_PX, canvas_state
 from explorer.registry import ModelEntry
@@ -29,7 +30,7 @@ from vae_core import (
     observed_mask,
     random_pixels_mask,
 )
-from vae_core.images import mnist_style_pixels
+from vae_core.images import mnist_style_pixels, tile_images
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGE = "explorer/pages/complete.py"
@@ -57,11 +58,9 @@ def small_models() -> dict[str, ModelEntry]:
 
 @pytest.fixture
 def shown(monkeypatch) -> dict:
-    """Caption -> pixels (D,) of every digit the page shows, and "download" -> the PNG's pixels."""
+    """Caption -> pixels (D,) of every digit the page's latest run showed."""
     record: dict = {}
-    picker, show_digit, grid_png = (
-        explorer.widgets.model_picker, explorer.widgets.show_digit, explorer.exports.digit_grid_png,
-    )  # fmt: skip
+    picker, show_digit = explorer.widgets.model_picker, explorer.widgets.show_digit
 
     def clearing_model_picker(*args, **kwargs):
         record.clear()  # every run of the page starts with the model picker: keep only the latest run
@@ -71,14 +70,26 @@ def shown(monkeypatch) -> dict:
         record[caption] = np.asarray(probs, dtype=np.float32).reshape(-1)
         return show_digit(probs, caption, *args, **kwargs)
 
-    def recording_grid_png(probs, *args, **kwargs):
-        record["download"] = np.asarray(probs)
-        return grid_png(probs, *args, **kwargs)
-
     monkeypatch.setattr(explorer.widgets, "model_picker", clearing_model_picker)
     monkeypatch.setattr(explorer.widgets, "show_digit", recording_show_digit)
-    monkeypatch.setattr(explorer.exports, "digit_grid_png", recording_grid_png)
     return record
+
+
+@pytest.fixture
+def downloads(monkeypatch) -> dict:
+    """File id -> the encoder a download button runs when clicked (pages defer encoding to the click)."""
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    encoders: dict = {}
+    add_deferred = MediaFileManager.add_deferred
+
+    def recording_deferred(self, encode_file, *args, **kwargs):
+        file_id = add_deferred(self, encode_file, *args, **kwargs)
+        encoders[file_id] = encode_file
+        return file_id
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", recording_deferred)
+    return encoders
 
 
 def open_page(monkeypatch, small_models, page: str, model: str):
@@ -121,7 +132,7 @@ def hidden_pixels(shown: dict) -> np.ndarray:
     return picture(shown, "model sees") == 0.5
 
 
-def run_completion_and_check(at, shown: dict, mask: torch.Tensor) -> None:
+def run_completion_and_check(at, shown: dict, downloads: dict, mask: torch.Tensor) -> None:
     at.button(key="complete_run").click().run()
     assert not at.exception
     metric_values = {m.label: float(m.value.split()[0]) for m in at.metric}
@@ -131,7 +142,10 @@ def run_completion_and_check(at, shown: dict, mask: torch.Tensor) -> None:
     (truth,) = (torch.from_numpy(pixels) for caption, pixels in shown.items() if "(binarised)" in caption)
     assert torch.equal(result.completions[:, seen], truth[seen].expand(3, -1))  # visible pixels kept
     assert not torch.equal(result.completions[:, ~seen], truth[~seen].expand(3, -1))  # hidden ones filled
-    np.testing.assert_array_equal(shown["download"], result.completions.numpy())  # the grid shown is offered
+    # the download is the completion grid: tiles of the completions, each pixel 4x4 screen pixels
+    encode_file = downloads[at.download_button(key="complete_download").proto.deferred_file_id]
+    png = np.asarray(Image.open(io.BytesIO(encode_file())))
+    np.testing.assert_array_equal(png[::4, ::4], tile_images(result.completions, 28, columns=3))
 
 
 @pytest.mark.parametrize(
@@ -147,7 +161,7 @@ def run_completion_and_check(at, shown: dict, mask: torch.Tensor) -> None:
     ],
 )
 def test_each_built_in_mask_hides_its_pixels_and_completes(
-    monkeypatch, small_models, shown, kind, settings, expected_mask
+    monkeypatch, small_models, shown, kind, settings, expected_mask, downloads
 ):
     at = open_complete(monkeypatch, small_models)
     at.radio(key="complete_mask_kind").set_value(kind).run()
@@ -158,7 +172,7 @@ def test_each_built_in_mask_hides_its_pixels_and_completes(
     assert not at.exception
     np.testing.assert_array_equal(hidden_pixels(shown), (expected_mask == 0).numpy())
     assert not at.metric and "Run completion" in at.info[0].value
-    run_completion_and_check(at, shown, expected_mask)
+    run_completion_and_check(at, shown, downloads, expected_mask)
 
 
 def test_another_random_seed_hides_other_pixels_and_needs_its_own_run(monkeypatch, small_models, shown):
@@ -172,7 +186,7 @@ def test_another_random_seed_hides_other_pixels_and_needs_its_own_run(monkeypatc
     assert not at.metric  # a result belongs to the pixels it was fitted to
 
 
-def test_a_painted_region_is_hidden_and_completed(monkeypatch, small_models, shown):
+def test_a_painted_region_is_hidden_and_completed(monkeypatch, small_models, shown, downloads):
     at = open_complete(monkeypatch, small_models)
     at.radio(key="complete_mask_kind").set_value("painted region").run()
     assert "Paint over the digit" in at.info[0].value and not at.metric
@@ -187,14 +201,14 @@ def test_a_painted_region_is_hidden_and_completed(monkeypatch, small_models, sho
     np.testing.assert_array_equal(hidden_pixels(shown), expected.reshape(-1))
     assert picture(shown, "model sees") is not None and any("196 painted pixels hidden" in c for c in shown)
     mask = torch.from_numpy((~expected).reshape(-1).astype(np.float32))
-    run_completion_and_check(at, shown, mask)
+    run_completion_and_check(at, shown, downloads, mask)
 
     at.session_state["complete_paint_canvas"] = canvas_state(np.ones((CANVAS_PX, CANVAS_PX), np.float32))
     at.run()
     assert "leave some pixels visible" in at.warning[0].value
 
 
-def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_models, shown):
+def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_models, shown, downloads):
     at = open_complete(monkeypatch, small_models, model="trained:tiny2dc")
     at.radio(key="complete_source").set_value("your drawing").run()
     assert "Draw a digit" in at.info[0].value and not at.metric
@@ -207,7 +221,7 @@ def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_
     assert not at.exception
     expected_digit = (mnist_style_pixels(ink) > 0.5).astype(np.float32)
     np.testing.assert_array_equal(picture(shown, "your digit"), expected_digit)
-    run_completion_and_check(at, shown, centre_square_mask(14))
+    run_completion_and_check(at, shown, downloads, centre_square_mask(14))
 
 
 # The same canvas on the Latent map

@@ -1,6 +1,7 @@
 """Complete: hide part of a digit, fit q*(z) to the visible pixels by SVI, decode the hidden ones."""
 
 import hashlib
+from functools import partial
 
 import numpy as np
 import streamlit as st
@@ -144,7 +145,7 @@ st.image(
     width=completions.shape[1],
 )
 st.download_button(
-    "Download the completions (PNG)", digit_grid_png(result.completions, size, columns=columns),
+    "Download the completions (PNG)", partial(digit_grid_png, result.completions, size, columns=columns),
     file_name=f"completions-{pixels_id[:8]}.png", mime="image/png", on_click="ignore", key="complete_download",
 )  # fmt: skip
 
