@@ -167,7 +167,7 @@ def distinct_names(first: ModelEntry, second: ModelEntry) -> tuple[str, str]:
 
 
 def comparison_table(first: ModelSummary, second: ModelSummary) -> pd.DataFrame:
-    """One row per quantity, one column per model, and a column saying which digits it was measured on."""
+    """One row per quantity, one column per model (as text), and which digits it was measured on."""
     on_activity = f"first {first.activity_digits:,} test digits"
     on_bounds = f"first {first.bound_digits:,} test digits"
     k_max = max(first.bounds)
@@ -187,10 +187,14 @@ def comparison_table(first: ModelSummary, second: ModelSummary) -> pd.DataFrame:
         (f"{likelihood} estimate, k={k_max} (nats)", first.log_px, second.log_px, on_bounds),
         (f"Bound gap k={k_max} − k=1 (nats)", first.bound_gap, second.bound_gap, on_bounds),
     ]
-    table = pd.DataFrame(rows, columns=["", first.name, second.name, "measured on"]).set_index("")
-    for column in (first.name, second.name):  # ints stay ints; nats to 2 decimals
-        table[column] = [round(v, 2) if isinstance(v, float) else v for v in table[column]]
-    return table
+    # Shown as text: a numeric column would turn the counts into floats ("17.00 active units").
+    shown = [(name, _shown(a), _shown(b), on) for name, a, b, on in rows]
+    return pd.DataFrame(shown, columns=["", first.name, second.name, "measured on"]).set_index("")
+
+
+def _shown(value: int | float) -> str:
+    """Counts with thousands separators, nats to two decimals."""
+    return f"{value:,}" if isinstance(value, int) else f"{value:.2f}"
 
 
 def kl_overlay_figure(summaries: list[ModelSummary], height: int = 280) -> go.Figure:

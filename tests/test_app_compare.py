@@ -15,6 +15,7 @@ import torch
 from explorer.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model, elbo_terms, log_likelihood_estimate
 from vae_core.diagnostics import latent_activity
+from vae_core.models import count_parameters
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 COMPARE = "compare_with"
@@ -56,6 +57,11 @@ def comparison_tables(at):
     return [t.value for t in at.table]
 
 
+def number(text: str) -> float:
+    """A table cell ("1,068,820", "-93.28") as a number."""
+    return float(text.replace(",", ""))
+
+
 def test_nothing_is_compared_until_a_second_model_is_picked(app, models):
     assert app.selectbox(key=COMPARE).value is None
     assert comparison_tables(app) == []
@@ -76,10 +82,11 @@ def test_picking_a_second_model_shows_both_side_by_side_with_their_own_numbers(a
     for entry, given in ((models["flat"], None), (models["labelled"], labels)):
         column = table[entry.name]
         terms = elbo_terms(entry.model, x, given, torch.Generator().manual_seed(0))
-        assert float(column["ELBO (nats)"]) == pytest.approx(float(terms.elbo.mean()), abs=0.006)
-        assert float(column["KL(q(z|x) ‖ p(z)) (nats)"]) == pytest.approx(float(terms.kl.mean()), abs=0.006)
-        assert int(column["Active units"]) == latent_activity(entry.model, x, given).active_count
-        assert int(column["Latent size"]) == entry.config.latent_dim
+        assert number(column["ELBO (nats)"]) == pytest.approx(float(terms.elbo.mean()), abs=0.006)
+        assert number(column["KL(q(z|x) ‖ p(z)) (nats)"]) == pytest.approx(float(terms.kl.mean()), abs=0.006)
+        assert number(column["Active units"]) == latent_activity(entry.model, x, given).active_count
+        assert number(column["Latent size"]) == entry.config.latent_dim
+        assert number(column["Parameters"]) == count_parameters(entry.model)
         log_px = log_likelihood_estimate(
             entry.model,
             x[:100],
@@ -88,7 +95,7 @@ def test_picking_a_second_model_shows_both_side_by_side_with_their_own_numbers(a
             torch.Generator().manual_seed(0),
         )
         row = "log p(x) | log p(x|y) estimate, k=5000 (nats)"  # flat is unconditional, labelled is not
-        assert float(column[row]) == pytest.approx(float(log_px.mean()), abs=0.006)
+        assert number(column[row]) == pytest.approx(float(log_px.mean()), abs=0.006)
 
     assert len(app.get("plotly_chart")) == charts_before + 4  # KL bars, bound curves, two latent maps
     shown = "\n".join(m.value for m in app.markdown)

@@ -115,13 +115,13 @@ def test_table_holds_each_models_numbers_in_its_column():
     )
     table = comparison.comparison_table(first, second)
     assert list(table.columns) == ["alpha", "beta", "measured on"]
-    assert table.loc["Latent size", "alpha"] == 3 and table.loc["Latent size", "beta"] == 2
-    assert table.loc["Parameters", "beta"] == 1002
-    assert table.loc["Active units", "alpha"] == 2 and table.loc["Active units", "beta"] == 1
-    assert table.loc["ELBO (nats)", "alpha"] == -100.12
+    assert table.loc["Latent size", "alpha"] == "3" and table.loc["Latent size", "beta"] == "2"
+    assert table.loc["Parameters", "beta"] == "1,002"
+    assert table.loc["Active units", "alpha"] == "2" and table.loc["Active units", "beta"] == "1"
+    assert table.loc["ELBO (nats)", "alpha"] == "-100.12"
     likelihood_row = "log p(x) | log p(x|y) estimate, k=5000 (nats)"  # mixed: both named, in column order
-    assert table.loc[likelihood_row, "alpha"] == -96.25 and table.loc[likelihood_row, "beta"] == -88.0
-    assert table.loc["Bound gap k=5000 − k=1 (nats)", "alpha"] == 3.75
+    assert table.loc[likelihood_row, "alpha"] == "-96.25" and table.loc[likelihood_row, "beta"] == "-88.00"
+    assert table.loc["Bound gap k=5000 − k=1 (nats)", "alpha"] == "3.75"
     assert table.loc["ELBO (nats)", "measured on"] == "first 2,000 test digits"
     assert table.loc[likelihood_row, "measured on"] == "first 100 test digits"
 
