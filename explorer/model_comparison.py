@@ -109,22 +109,32 @@ def elbo_means(model, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[flo
 
 
 # The getters below cache on the entry (once per model per server for pretrained ones) under the
-# names the Overview card uses, so the card and a comparison share their work. entry.cached holds
-# the entry's lock while computing: never call one getter from inside another's computation.
+# names the Overview card uses, so the card and a comparison share their work; digits are
+# binarised inside the computations, so a cached rerun costs nothing.
+
+
+def _given(entry: ModelEntry, labels: torch.Tensor) -> torch.Tensor | None:
+    return labels if entry.config.conditional else None
 
 
 def activity_of(entry: ModelEntry, digits: DigitImages) -> LatentActivity:
     """KL per dimension and active units over the first ACTIVITY_DIGITS of `digits`."""
-    x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-    given = labels if entry.config.conditional else None
-    return entry.cached("latent_activity", lambda: latent_activity(entry.model, x, given))
+
+    def compute() -> LatentActivity:
+        x, labels = binary_digits(digits, ACTIVITY_DIGITS)
+        return latent_activity(entry.model, x, _given(entry, labels))
+
+    return entry.cached("latent_activity", compute)
 
 
 def elbo_of(entry: ModelEntry, digits: DigitImages) -> tuple[float, float, float]:
     """Mean (ELBO, reconstruction, KL) over the first ACTIVITY_DIGITS of `digits`."""
-    x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-    given = labels if entry.config.conditional else None
-    return entry.cached("elbo_means", lambda: elbo_means(entry.model, x, given))
+
+    def compute() -> tuple[float, float, float]:
+        x, labels = binary_digits(digits, ACTIVITY_DIGITS)
+        return elbo_means(entry.model, x, _given(entry, labels))
+
+    return entry.cached("elbo_means", compute)
 
 
 def bound_digits(digits: DigitImages) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,10 +146,19 @@ def bound_digits(digits: DigitImages) -> tuple[torch.Tensor, torch.Tensor]:
 def bounds_of(
     entry: ModelEntry, digits: DigitImages, progress: Callable[[float, int], None] | None = None
 ) -> dict[int, float]:
-    """The IWAE curve (BOUND_KS) over the first BOUND_DIGITS of `digits`: the slow part."""
+    """The IWAE curve (BOUND_KS) over the first BOUND_DIGITS of `digits`: the slow part.
+
+    Computed outside the entry's lock: that lock also guards the arrays every other page caches
+    on the model (codes, pooled digits), and holding it for the ~20 s of importance sampling
+    would stall those pages in every session. Two sessions asking at once may both compute;
+    the first result stored wins, so everyone sees the same curve.
+    """
+    found = entry.cache.get("iwae_curve")
+    if found is not None:
+        return found
     x, labels = bound_digits(digits)
-    given = labels if entry.config.conditional else None
-    return entry.cached("iwae_curve", lambda: iwae_curve(entry.model, x, given, progress=progress))
+    curve = iwae_curve(entry.model, x, _given(entry, labels), progress=progress)
+    return entry.cached("iwae_curve", lambda: curve)
 
 
 def summarise(

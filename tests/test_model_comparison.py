@@ -167,3 +167,13 @@ def test_two_models_with_one_name_get_their_origin():
     pretrained.origin, uploaded.origin = "pretrained", "uploaded"
     assert comparison.distinct_names(pretrained, uploaded) == ("best (pretrained)", "best (uploaded)")
     assert comparison.distinct_names(tiny_entry("a", 2), tiny_entry("b", 2)) == ("a", "b")
+
+
+def test_importance_sampling_leaves_the_models_lock_free_for_other_pages(sample_digits):
+    # the lock also guards every page's cached arrays of the model: 20 s of sampling under it
+    # would stall the Latent map of the same model in every other session
+    entry = tiny_entry("unlocked", 2)
+    held = []
+    comparison.bounds_of(entry, sample_digits, progress=lambda fraction, k: held.append(entry.lock.locked()))
+    assert held and not any(held)
+    assert entry.cache["iwae_curve"] is comparison.bounds_of(entry, sample_digits)  # stored once, reused
