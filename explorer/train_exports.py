@@ -95,6 +95,11 @@ def latent_animation_gif(history: Sequence[LiveViews], size: int = SCATTER_PIXEL
     return gif_bytes(latent_frames(history, size), frame_ms=FRAME_MS, scale=GIF_SCALE)
 
 
+def snapshot_at(history: Sequence[LiveViews], step: int | None) -> LiveViews:
+    """The snapshot taken at `step`, or the newest when there is none (thinned away, or no step)."""
+    return next((views for views in history if views.step == step), history[-1])
+
+
 def views_grid(views: LiveViews) -> np.ndarray:
     """(8 + 8 + 16, D) pixel values in [0, 1]: the originals, their reconstructions, the prior samples.
 

@@ -30,6 +30,9 @@ TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
 ACTIVE, INACTIVE = "active", "collapsed"
 ACTIVE_COLOUR, INACTIVE_COLOUR = "#1f77b4", "#bbbbbb"
 COMPARED_SERIES = (SMOOTHED, VALIDATION)  # a comparison draws these two of each run's curves
+# Distinct hues for runs (Tableau 10): the theme's default for nominal colours is shades of one blue.
+RUN_COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7",
+               "#9c755f", "#bab0ac")  # fmt: skip
 
 
 def smooth(values, weight: float = 0.6) -> np.ndarray:
@@ -198,7 +201,8 @@ def comparison_spec(title: str, run_names: list[str]) -> dict:
         "encoding": {
             "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
             "y": {"field": "value", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},
-            "color": {"field": "run", "type": "nominal", "title": "run", "scale": {"domain": list(run_names)},
+            "color": {"field": "run", "type": "nominal", "title": "run",
+                      "scale": {"domain": list(run_names), "range": [RUN_COLOURS[i % len(RUN_COLOURS)] for i in range(len(run_names))]},
                       "legend": {"orient": "bottom", "columns": 1, "labelLimit": 600}},
             "tooltip": [{"field": "run"}, {"field": "series"}, {"field": "epoch", "format": ".2f"},
                         {"field": "value", "format": ".2f"}],

@@ -303,7 +303,10 @@ class TrainingJob:
         self._parked = threading.Event()
         self._thread: threading.Thread | None = None
         self._events: list[dict] = []
+        # The untrained model is the first snapshot: time travel and the GIF start from the blob
+        # every VAE begins as, and the page has pictures to offer before the first event.
         self._history = SnapshotHistory(history_size)
+        self._history.add(self._compute_views(0, 0.0))
         self._status = RUNNING
         self._error: str | None = None
         self._stop_reason: str | None = None

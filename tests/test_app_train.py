@@ -106,6 +106,10 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     fill_form(app)
     start(app)
     assert not app.exception and [b.label for b in app.button] == ["Start training", "Pause", "Stop"]
+    assert [b.label for b in app.get("download_button")] == [
+        "Latent map GIF",
+        "Digits PNG",
+    ]  # while it trains
     run_until(app, lambda at: "step" in progress_text(at) and at.metric, what="progress and metrics")
     first = progress_text(app)
     assert "/ 14,000" in first and "images/s" in first and "ETA" in first
@@ -123,8 +127,7 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     run_until(app, lambda at: at.success, what="the stopped run")
     assert "was stopped after" in app.success[0].value
     labels = [b.label for b in app.get("download_button")]
-    assert labels[:2] == ["Download checkpoint", "Download metrics CSV"]
-    assert labels[2].startswith("Latent map animation (GIF") and labels[3].endswith("(PNG)")
+    assert labels == ["Download checkpoint", "Download metrics CSV", "Latent map GIF", "Digits PNG"]
     job = app.session_state["train_job"]
     assert job.status == jobs.STOPPED and app.session_state["selected_model"] == job.key
 
@@ -179,11 +182,19 @@ def assert_shows(at: AppTest, views: jobs.LiveViews) -> None:
     assert (kl["state"] == "active").sum() == views.active_count
 
 
+def shown_step(at: AppTest) -> int:
+    """The step of the latent map on the page, from its caption."""
+    found = [re.search(r"validation digits at step ([\d,]+)", c.value) for c in at.caption]
+    found = [f for f in found if f]
+    assert len(found) == 1
+    return int(found[0][1].replace(",", ""))
+
+
 def slider_steps(at: AppTest) -> list[int]:
-    return [
-        int(option.removeprefix("step ").replace(",", ""))
-        for option in at.select_slider(key="train_rewind").options
-    ]
+    """The steps the time-travel slider offers before its right end, "now"."""
+    *steps, now = at.select_slider(key="train_rewind").options
+    assert now == "now"
+    return [int(option.removeprefix("step ").replace(",", "")) for option in steps]
 
 
 def history_of(at: AppTest) -> list[jobs.LiveViews]:
@@ -194,37 +205,38 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     fill_form(app, train_latent=3)
     start(app)
     run_until(app, lambda at: len(history_of(at)) >= 3 and at.get("select_slider"), what="three snapshots")
-    slider = app.select_slider(key="train_rewind")
-    newest_shown = slider_steps(app)[-1]  # the history may have grown since this render
-    assert slider.value == newest_shown  # default: the newest snapshot
-    latest = next(views for views in history_of(app) if views.step == newest_shown)
+    now = app.select_slider(key="train_rewind").value  # the default: the right end, following the run
+    assert slider_steps(app) == [views.step for views in history_of(app)[: len(slider_steps(app))]]
+    latest = next(views for views in history_of(app) if views.step == shown_step(app))
+    assert latest.step > slider_steps(app)[-1]
     assert_shows(app, latest)
     latest_urls = image_urls(app)
 
-    first = history_of(app)[0]
-    app.select_slider(key="train_rewind").set_value(first.step).run()
+    assert history_of(app)[0].step == 0  # the untrained model
+    early = history_of(app)[1]  # the first snapshot after training began: curves to cut
+    app.select_slider(key="train_rewind").set_value(early.step).run()
     assert not app.exception
-    assert app.select_slider(key="train_rewind").value == first.step
-    assert f"as it was at step {first.step:,}" in app.info[0].value
-    assert_shows(app, first)
-    assert not np.array_equal(first.plane, latest.plane)
+    assert app.select_slider(key="train_rewind").value == early.step
+    assert f"as it was at step {early.step:,}" in app.info[0].value
+    assert_shows(app, early)
+    assert not np.array_equal(early.plane, latest.plane)
     assert image_urls(app) != latest_urls  # other reconstructions and samples
-    assert curve_epochs(app) == pytest.approx(first.epoch)  # the curves are cut at that step
+    assert curve_epochs(app) == pytest.approx(early.epoch)  # the curves are cut at that step
 
     # new snapshots keep arriving; the view stays where the user put it
     seen = len(history_of(app))
     run_until(app, lambda at: history_of(at)[-1].step > latest.step and len(history_of(at)) > seen,
               what="newer snapshots")  # fmt: skip
-    assert app.select_slider(key="train_rewind").value == first.step
-    assert_shows(app, first)
+    assert app.select_slider(key="train_rewind").value == early.step
+    assert_shows(app, early)
 
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")
-    assert app.select_slider(key="train_rewind").value == first.step  # still there after the run ended
-    assert_shows(app, first)
+    assert app.select_slider(key="train_rewind").value == early.step  # still there after the run ended
+    assert_shows(app, early)
+    app.select_slider(key="train_rewind").set_value(now).run()
     final = history_of(app)[-1]
-    app.select_slider(key="train_rewind").set_value(final.step).run()
-    assert not app.info and app.select_slider(key="train_rewind").value == final.step
+    assert not app.info and shown_step(app) == final.step == app.session_state["train_job"].snapshot().step
     assert_shows(app, final)
     assert curve_epochs(app) == pytest.approx(app.session_state["train_job"].snapshot().last["epoch"])
 
@@ -237,7 +249,7 @@ def test_kl_per_dimension_shown_is_latent_activity_on_the_fixed_validation_digit
     job = app.session_state["train_job"]
     assert job.wait_parked(30)
     app.run()  # paused: no snapshot arrives while this renders
-    assert slider_steps(app)[-1] == history_of(app)[-1].step
+    assert shown_step(app) == history_of(app)[-1].step
     assert_shows(app, history_of(app)[-1])  # live, before the run ends
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")

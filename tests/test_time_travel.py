@@ -22,6 +22,7 @@ from explorer.train_exports import (
     latent_animation_gif,
     latent_frames,
     scatter_picture,
+    snapshot_at,
     views_grid,
     views_grid_png,
 )
@@ -119,7 +120,7 @@ def test_a_run_keeps_a_bounded_history_from_its_first_event_to_its_end(finished_
     snap = job.snapshot()
     steps = [views.step for views in snap.history]
     assert len(steps) <= 6 and steps == sorted(set(steps))
-    assert steps[0] == snap.events[0]["step"] and steps[-1] == snap.step  # first refresh and final model
+    assert steps[0] == 0 and steps[-1] == snap.step  # the untrained model and the final one
     assert snap.views is snap.history[-1]
     first, last = snap.history[0], snap.history[-1]
     assert not np.array_equal(first.plane, last.plane) and not np.array_equal(
@@ -238,3 +239,9 @@ def test_the_digit_grid_png_holds_originals_reconstructions_and_samples(finished
         (cell + 1) * scale : (cell + 29) * scale : scale, scale : 29 * scale : scale
     ]
     np.testing.assert_array_equal(first_reconstruction.reshape(-1), views.recon_pixels[0])
+
+
+def test_the_png_follows_the_step_on_screen_or_falls_back_to_the_newest():
+    history = [fake_views(step) for step in (0, 10, 20)]
+    assert snapshot_at(history, 10) is history[1]
+    assert snapshot_at(history, 15) is history[-1] and snapshot_at(history, None) is history[-1]

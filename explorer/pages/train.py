@@ -15,7 +15,7 @@ from explorer import training_jobs as jobs
 from explorer.figures import grid_picture
 from explorer.registry import ModelEntry
 from explorer.resources import downloads_allowed, register_session_model, session_models
-from explorer.train_exports import latent_animation_gif, views_grid_png
+from explorer.train_exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.train_figures import (
     CURVE_TERMS,
     comparison_frame,
@@ -37,9 +37,11 @@ JOB_KEY = "train_job"
 RUNS_KEY = "train_runs"  # this session's recent runs, oldest first, for the comparison chart
 REMEMBERED_RUNS = 6  # older runs leave the comparison (they stay in the model picker)
 REGISTERED_KEY = "train_registered"  # job ids this page has already put into the picker
-REWIND_SLIDER = "train_rewind"
-REWIND_PICK = "train_rewind_pick"  # (job id, step) the user went back to; absent: follow the newest
+REWIND_SLIDER = "train_rewind"  # a snapshot's step, or NOW
+REWIND_JOB = "train_rewind_job"  # the run the slider belongs to: a new run starts at NOW
+NOW = -1  # the slider's right end: the newest snapshot, whichever step that is
 COMPARE_PICK, COMPARE_TERM = "train_compare_runs", "train_compare_term"
+SHOWN_KEY = "train_shown_steps"  # {job id: step of the snapshot on screen}, for the PNG download
 POLL_RUNNING_S, POLL_PAUSED_S = 0.5, 2.0
 CURVE_HEIGHT, LATENT_HEIGHT, KL_HEIGHT, COMPARE_HEIGHT = 280, 400, 170, 340
 KINDS = {"MLP": ("mlp", False), "conv": ("conv", False), "conditional MLP": ("mlp", True)}
@@ -172,7 +174,7 @@ def settings_form(busy: bool) -> None:
 
 
 def controls(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
-    pause_col, stop_col, _ = st.columns([1, 1, 6])
+    pause_col, stop_col, gif_col, png_col, _ = st.columns([1, 1, 1.5, 1.5, 3])
     if snap.status == jobs.PAUSED:
         pause_col.button(
             "Resume", key="train_resume", on_click=job.resume, type="primary", disabled=snap.stop_requested
@@ -181,6 +183,7 @@ def controls(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
         pause_col.button("Pause", key="train_pause", on_click=job.pause, disabled=snap.stop_requested)
     stop_col.button("Stop", key="train_stop", on_click=job.stop, disabled=snap.stop_requested,
                     help="End the run now; the model trained so far is kept.")  # fmt: skip
+    export_buttons(job, gif_col, png_col)
 
 
 def draw_progress(snap: jobs.JobSnapshot) -> None:
@@ -208,39 +211,31 @@ def draw_progress(snap: jobs.JobSnapshot) -> None:
     cols[4].metric("β now", f"{last['beta']:.2f}")
 
 
-def remember_rewind(job_id: int, newest_step: int) -> None:
-    """Slider callback: a step before the newest pins the view there; the right end follows the run."""
-    step = st.session_state[REWIND_SLIDER]
-    if step >= newest_step:
-        st.session_state.pop(REWIND_PICK, None)
-    else:
-        st.session_state[REWIND_PICK] = (job_id, step)
-
-
 def rewound_views(job: jobs.TrainingJob, history: list[jobs.LiveViews]) -> jobs.LiveViews:
     """The time-travel slider over the run's snapshots; returns the snapshot to draw (the newest by default).
 
-    The user's pick lives in REWIND_PICK, not only in the slider, because the options change under
-    the slider while the run trains: new snapshots arrive and old ones are thinned. A pick that was
-    thinned away moves to the nearest kept snapshot.
+    The slider's right end is NOW, not the newest step: while the run trains, new snapshots arrive
+    and old ones are thinned under the slider, and a value the server rewrote on every poll would
+    fight the user's drag in the browser. NOW stays the same option whatever arrives, so the server
+    only writes the slider's value when a run starts and when thinning removed the step it showed.
     """
     newest = history[-1]
     if len(history) < 2:
         return newest
-    steps = [views.step for views in history]
-    pick = st.session_state.get(REWIND_PICK)
-    index = len(steps) - 1
-    if pick is not None and pick[0] == job.id:
-        index = int(np.argmin([abs(step - pick[1]) for step in steps]))
-    if st.session_state.get(REWIND_SLIDER) != steps[index]:
-        st.session_state[REWIND_SLIDER] = steps[index]  # before the widget exists in this run: allowed
-    st.select_slider(
-        "Time travel: show the run at", options=steps, key=REWIND_SLIDER, format_func=lambda step: f"step {step:,}",
-        on_change=remember_rewind, args=(job.id, newest.step),
+    earlier = [views.step for views in history[:-1]]
+    if st.session_state.get(REWIND_JOB) != job.id or REWIND_SLIDER not in st.session_state:
+        st.session_state[REWIND_JOB] = job.id
+        st.session_state[REWIND_SLIDER] = NOW
+    shown = st.session_state[REWIND_SLIDER]
+    if shown != NOW and shown not in earlier:  # thinned away: the nearest snapshot still kept
+        st.session_state[REWIND_SLIDER] = min(earlier, key=lambda step: abs(step - shown))
+    shown = st.select_slider(
+        "Time travel: show the run at", options=[*earlier, NOW], key=REWIND_SLIDER,
+        format_func=lambda step: "now" if step == NOW else f"step {step:,}",
         help=f"The run keeps up to {jobs.HISTORY_SIZE} snapshots, spread evenly over its length. "
-        "The right end follows the run as it trains.",
+        "At the right end (now) the view follows the run as it trains.",
     )  # fmt: skip
-    return history[index]
+    return newest if shown == NOW else history[earlier.index(shown)]
 
 
 def draw_kl_per_dimension(views: jobs.LiveViews) -> None:
@@ -255,18 +250,25 @@ def draw_kl_per_dimension(views: jobs.LiveViews) -> None:
     )
 
 
-def draw_exports(job: jobs.TrainingJob, history: list[jobs.LiveViews], views: jobs.LiveViews) -> None:
-    """Downloads built only when clicked (deferred): the page redraws twice a second while training."""
-    gif_col, png_col, _ = st.columns([1, 1, 2])
-    frames = list(history)  # the snapshots as they are now, not when the page next polls
+def export_buttons(job: jobs.TrainingJob, gif_col, png_col) -> None:
+    """The latent GIF and the digit PNG, both built when clicked (in a thread of their own).
+
+    They live outside the polling fragment: a download button re-rendered twice a second gets a
+    new file id each time, and a click that raced a redraw was seen to download nothing. So they
+    read the job when clicked: the GIF has every snapshot up to that moment, and the PNG shows the
+    step on screen, which the fragment records in SHOWN_KEY's dict (a plain dict that the
+    callbacks' thread can read without Streamlit).
+    """
+    shown_steps = st.session_state.setdefault(SHOWN_KEY, {})
     gif_col.download_button(
-        f"Latent map animation (GIF, {len(frames)} frames)", lambda: latent_animation_gif(frames),
+        "Latent map GIF", lambda: latent_animation_gif(job.snapshot().history),
         file_name=f"vae-run{job.id}-latents.gif", mime="image/gif", on_click="ignore", key="train_download_gif",
+        help="The latent map at each snapshot of the run, as an animation (one frame per snapshot).",
     )  # fmt: skip
     png_col.download_button(
-        f"Digits at step {views.step:,} (PNG)", lambda: views_grid_png(views),
-        file_name=f"vae-run{job.id}-step{views.step}.png", mime="image/png", on_click="ignore",
-        key="train_download_png",
+        "Digits PNG", lambda: views_grid_png(snapshot_at(job.snapshot().history, shown_steps.get(job.id))),
+        file_name=f"vae-run{job.id}-digits.png", mime="image/png", on_click="ignore", key="train_download_png",
+        help="The validation digits, their reconstructions and the prior samples at the step on screen.",
     )  # fmt: skip
 
 
@@ -274,14 +276,18 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     if not snap.events:
         return
     history = snap.history
-    views = rewound_views(job, history) if history else None
-    rewound = views is not None and views is not history[-1]
+    # One container whatever it holds (nothing, the slider, slider and notice): elements that
+    # appear above the charts would shift their positions, and the browser would remount them.
+    with st.container():
+        views = rewound_views(job, history) if history else None
+        rewound = views is not None and views is not history[-1]
+        if rewound:
+            st.info(
+                f"Showing the run as it was at step {views.step:,} (epoch {views.epoch:.2f}): curves, "
+                "pictures, latent map and KL per dimension. Drag the slider to its right end (now) to "
+                "follow the run again."
+            )
     events = events_until(snap.events, views.step) if rewound else snap.events
-    if rewound:
-        st.info(
-            f"Showing the run as it was at step {views.step:,} (epoch {views.epoch:.2f}): curves, pictures, "
-            f"latent map and KL per dimension. Drag the slider to its right end to follow the run again."
-        )
     for column, (term, title) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
         column.vega_lite_chart(
             curve_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
@@ -318,7 +324,7 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
         )  # fmt: skip
         pca = f" Axes: {', '.join(views.axis_titles)}." if latent_dim > 2 else ""
         st.caption(f"Encoder means of {len(views.plane):,} validation digits at step {views.step:,}.{pca}")
-    draw_exports(job, history, views)
+    st.session_state.setdefault(SHOWN_KEY, {})[job.id] = views.step
 
 
 def compare_runs() -> None:
@@ -376,7 +382,8 @@ def ended(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     )
     if snap.error:
         st.warning(snap.error)
-    left, right, _ = st.columns([1, 1, 3])
+    left, right, gif_col, png_col = st.columns(4)
+    export_buttons(job, gif_col, png_col)
     left.download_button("Download checkpoint", job.checkpoint_bytes(), file_name=f"vae-run{job.id}.safetensors",
                          mime="application/octet-stream", on_click="ignore", key="train_download_ckpt")  # fmt: skip
     right.download_button("Download metrics CSV", job.metrics_csv(), file_name=f"vae-run{job.id}-metrics.csv",
