@@ -19,6 +19,7 @@ were measured 10x slower than one (oversubscription).
 from __future__ import annotations
 
 import csv
+import ctypes
 import io
 import itertools
 import math
@@ -109,6 +110,19 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
     if source == DATA_FULL and len(digits) < 20_000:
         note += " (full MNIST is not available here, so the bundled sample is used)"
     return TrainingData(train, validation, note)
+
+
+def return_freed_heap_to_os() -> None:
+    """Hand the C heap's free pages back to the OS (glibc only; elsewhere nothing happens).
+
+    A run's batches and autograd buffers are freed when it ends, but glibc keeps them in the
+    training thread's arena: measured, the server stayed at its training peak afterwards. On a
+    host that gives the whole app ~690 MB, a finished run should not keep its peak.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 # -------------------------------------------------------------------------------------- state
@@ -546,8 +560,9 @@ class TrainingJob:
             with self._lock:
                 self._status, self._error = FAILED, message
         finally:
-            self.trainer = None  # the optimiser state and any device copy of the data go now
+            self.trainer = trainer = None  # the optimiser state and any device copy of the data go now
             self._view_inputs = {}
+            return_freed_heap_to_os()
         if self._on_end is not None and self.has_model:
             try:
                 self._on_end(self)
