@@ -10,6 +10,7 @@ chromium.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -272,8 +273,56 @@ def open_page(page, url: str, path: str, timeout_ms: float = 60_000) -> None:
     wait_for_app_idle(page, timeout_ms)
 
 
+class MemoryLimit:
+    """A cgroup (v1 `memory` or v2) whose memory limit the server runs under, like a Cloud container.
+
+    Counts what the kernel charges the container (anonymous memory plus the page cache it keeps,
+    which it reclaims under the limit before killing anything): the peak and the OOM kills.
+    """
+
+    def __init__(self, limit_mb: int, name: str):
+        v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+        if v1.is_dir():
+            self.path = v1 / name
+            self._limit, self._peak, self._events = "memory.limit_in_bytes", "memory.max_usage_in_bytes", None
+        elif (v2 / "cgroup.controllers").exists():
+            self.path = v2 / name
+            self._limit, self._peak, self._events = "memory.max", "memory.peak", "memory.events"
+        else:
+            raise ServerError("no cgroup memory controller here: cannot run under a memory limit")
+        try:
+            self.path.mkdir(exist_ok=True)
+            (self.path / self._limit).write_text(str(limit_mb * 2**20))
+            swap = self.path / "memory.memsw.limit_in_bytes"  # v1: no escape into swap either
+            if swap.exists():
+                swap.write_text(str(limit_mb * 2**20))
+        except OSError as exc:
+            raise ServerError(f"cannot set up a memory-limited cgroup at {self.path}: {exc}") from exc
+        self.limit_mb = limit_mb
+
+    @property
+    def prefix(self) -> list[str]:
+        """Put the command in the cgroup, then exec it (so the server is the process returned)."""
+        procs = self.path / "cgroup.procs"
+        return ["sh", "-c", f'echo $$ > {procs} && exec "$@"', "sh"]
+
+    def peak_mb(self) -> float:
+        return int((self.path / self._peak).read_text()) / 2**20
+
+    def oom_kills(self) -> int:
+        text = (self.path / (self._events or "memory.oom_control")).read_text()
+        found = re.search(r"oom_kill (\d+)", text)
+        return int(found[1]) if found else 0
+
+    def remove(self) -> None:
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+
+
 def start_for_benchmark(
-    name: str, timeout_s: float, python: str | None = None
+    name: str, timeout_s: float, python: str | None = None, prefix: Sequence[str] = ()
 ) -> tuple[subprocess.Popen, int, float]:
     """What a benchmark script does first: check chromium, start a server on a free port.
 
@@ -286,7 +335,7 @@ def start_for_benchmark(
     log_path = Path(tempfile.mkdtemp(prefix=f"{name}_")) / "server.log"
     started = time.perf_counter()
     try:
-        server = start_streamlit(port, log_path=log_path, timeout_s=timeout_s, python=python)
+        server = start_streamlit(port, log_path=log_path, timeout_s=timeout_s, prefix=prefix, python=python)
     except ServerError as exc:
         sys.exit(f"streamlit did not come up (see {log_path}): {exc}")
     return server, port, time.perf_counter() - started

@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the 
 
 from bench.app_harness import (  # noqa: E402
     PAGES,
+    MemoryLimit,
     RssSampler,
     base_url,
     launch_chromium,
@@ -214,14 +215,39 @@ def main() -> None:
         "--server-python", default=sys.executable,
         help="the interpreter that serves the app, e.g. a venv with the CPU-only torch wheel Cloud can use",
     )  # fmt: skip
+    parser.add_argument(
+        "--memory-limit-mb", type=int,
+        help="run the server in a cgroup with this memory limit (Cloud's smallest is about 690) and report "
+        "whether every page and the training run still work, the cgroup's peak and its OOM kills",
+    )  # fmt: skip
     args = parser.parse_args()
-    server, port, startup_s = start_for_benchmark("cloud_readiness", args.timeout, python=args.server_python)
+    limit = MemoryLimit(args.memory_limit_mb, f"vae_cloud_{os.getpid()}") if args.memory_limit_mb else None
+    server, port, startup_s = start_for_benchmark(
+        "cloud_readiness", args.timeout, python=args.server_python, prefix=limit.prefix if limit else ()
+    )
     report: dict = {"server_start_s": round(startup_s, 2)}
     try:
         report["rss_idle_mb"] = round(server_rss_mb(server.pid), 1)
         report.update(measure_app(base_url(port), server.pid, args.train_seconds, args.timeout * 1000))
+    except Exception as exc:
+        if limit is None:
+            raise
+        # Under a limit a failure is the finding: say what happened instead of a traceback.
+        report["failed"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
     finally:
+        alive = server.poll() is None
         stop_streamlit(server)
+        if limit is not None:
+            report["memory_limit"] = {
+                "limit_mb": limit.limit_mb, "cgroup_peak_mb": round(limit.peak_mb(), 1),
+                "oom_kills": limit.oom_kills(), "server_alive_at_end": alive, "every_step_worked": "failed" not in report,
+            }  # fmt: skip
+            limit.remove()
+    if "failed" in report:
+        print(json.dumps(report, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        sys.exit(1)
     report["imports"] = [] if args.skip_imports else import_costs(args.server_python)
     report["targets"] = {
         key: {"target": target, "measured": report[key], "met": report[key] <= target}
@@ -265,6 +291,8 @@ def main() -> None:
             else:
                 heavy = ", ".join(f"{p} {t:.2f}s" for p, t in row["heavy_packages"].items())
                 print(f"| {row['imports']} | {row['rss_mb']} | {row['seconds']} | {heavy} |")
+    if "memory_limit" in report:
+        print(f"\nunder a {args.memory_limit_mb} MiB memory limit: {report['memory_limit']}")
     print(f"\npage first visits (s): {report['page_first_visit_s']}")
     print(f"RSS by mapping after every page (MiB): {report['rss_after_pages_breakdown_mb']}")
     print(f"RSS by mapping after training (MiB): {report['rss_after_training_breakdown_mb']}")
