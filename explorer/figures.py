@@ -241,6 +241,25 @@ def kl_per_dimension_figure(kl_per_dim, active, height: int = 240) -> go.Figure:
     return figure
 
 
+def digit_bounds_figure(
+    ks: list[int], means: np.ndarray, stds: np.ndarray, exact_log_px: float | None = None, height: int = 300
+) -> go.Figure:
+    """One digit's IWAE bounds against k, mean ± std over repeats, and log p(x) by quadrature if known."""
+    figure = go.Figure(go.Scatter(
+        x=ks, y=means, error_y={"type": "data", "array": stds, "visible": True}, mode="lines+markers",
+        name="IWAE bound (k = 1 is the ELBO)", hovertemplate="k=%{x}: %{y:.2f} nats<extra></extra>",
+    ))  # fmt: skip
+    if exact_log_px is not None:
+        figure.add_hline(
+            y=exact_log_px, line_dash="dash", line_color="#2ca02c",
+            annotation_text=f"log p(x) by quadrature: {exact_log_px:.2f}", annotation_position="bottom right",
+        )  # fmt: skip
+    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
+                         xaxis={"type": "log", "title": "importance samples k"},
+                         yaxis_title="nats")  # fmt: skip
+    return figure
+
+
 def bounds_figure(bounds: dict[int, float], height: int = 280) -> go.Figure:
     """IWAE bound against k on a log axis: k=1 is the ELBO, large k approaches log p(x)."""
     ks = sorted(bounds)

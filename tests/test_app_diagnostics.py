@@ -71,3 +71,43 @@ def test_posterior_page_averages_the_amortisation_and_approximation_gaps(monkeyp
     total = shown["Mean log p(x) − ELBO(q)"]
     parts = shown["Mean amortisation gap"] + shown["Mean approximation gap"]
     assert abs(total - parts) < 0.02 and total > 0
+
+
+def _digit_bounds_caption(at) -> list[float]:
+    caption = next(c.value for c in at.caption if c.value.startswith("Digit #"))
+    return [float(v) for v in re.findall(r"-?\d+\.\d+", caption)]
+
+
+def test_posterior_page_plots_one_digits_bounds_under_its_quadrature_log_px(monkeypatch):
+    from vae_core import exact_posterior_grid
+
+    torch.manual_seed(0)
+    config = ModelConfig(latent_dim=2, hidden=(32,))
+    entry = ModelEntry("trained:flat2d", Checkpoint(build_model(config).eval(), config), "trained", "flat2d")
+    at = _app_with(entry, monkeypatch)
+    at.switch_page("explorer/pages/posterior.py").run()
+    assert not [c for c in at.caption if c.value.startswith("Digit #")]  # nothing until asked
+    at.button(key="digit_bounds").click().run()
+    assert not at.exception
+    elbo, _, best, _, exact, below = _digit_bounds_caption(at)[:6]
+    from explorer.resources import explore_digits
+
+    digits = explore_digits().digits  # the pages' digits: the test set with $VAE_DATA_DIR, else the sample
+    index = int(
+        re.match(r"Digit #(\d+)", next(c.value for c in at.caption if c.value.startswith("Digit #")))[1]
+    )
+    x = (digits.grey(index) > 0.5).float().reshape(1, -1)
+    assert abs(exact - exact_posterior_grid(entry.model, x).log_px) < 0.01
+    assert elbo < best <= exact + 0.1 and abs((exact - elbo) - below) < 0.011
+    assert at.get("plotly_chart")  # the curve is drawn
+
+
+def test_bounds_for_one_digit_also_work_for_a_model_with_more_than_two_dimensions(monkeypatch):
+    at = _app_with(_collapsed_model(), monkeypatch)
+    at.switch_page("explorer/pages/posterior.py").run()
+    at.button(key="digit_bounds").click().run()
+    assert not at.exception
+    elbo, _, best, _ = _digit_bounds_caption(at)[:4]
+    assert elbo < best and "quadrature" not in next(
+        c.value for c in at.caption if c.value.startswith("Digit #")
+    )

@@ -38,3 +38,27 @@ def test_gaps_add_up_and_svi_never_does_much_worse_than_the_encoder(trained_2d, 
     assert abs(total - (summary.amortisation_gap + summary.approximation_gap)) < 1e-4
     assert (summary.log_px >= summary.svi_elbo - 0.5).all()  # an ELBO never beats log p (up to noise)
     assert summary.amortisation_gap > -0.5
+
+
+def test_one_digits_bounds_rise_towards_its_quadrature_log_px_and_their_spread_shrinks(
+    trained_2d, test_batch
+):
+    from vae_core import exact_posterior_grid
+    from vae_core.diagnostics import repeated_bounds_by_k
+
+    x = test_batch[:1]
+    means, stds = repeated_bounds_by_k(trained_2d, x, ks=(1, 50, 5000), repeats=5)
+    exact = exact_posterior_grid(trained_2d, x).log_px  # independent: a grid sum, no sampling
+    assert means[0] < means[1] < means[2]
+    assert stds[2] < stds[0]  # more samples, less noise
+    assert means[2] <= exact + 0.1  # a lower bound in expectation (0.1 for grid error)
+    assert exact - means[2] < 0.5  # and, with 5000 samples in two dimensions, a tight one
+
+
+def test_repeated_bounds_need_two_repeats(trained_2d, test_batch):
+    import pytest
+
+    from vae_core.diagnostics import repeated_bounds_by_k
+
+    with pytest.raises(ValueError, match="at least 2"):
+        repeated_bounds_by_k(trained_2d, test_batch[:1], repeats=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
@@ -56,6 +57,20 @@ def bounds_by_k(
             value = log_likelihood_estimate(model, x, labels, k, generator)
         result[k] = float(value.mean())
     return result
+
+
+def repeated_bounds_by_k(
+    model: VAE, x: torch.Tensor, labels=None, ks: tuple[int, ...] = (1, 5, 50, 500, 5000), repeats: int = 5
+) -> tuple[np.ndarray, np.ndarray]:
+    """`bounds_by_k` with seeds 0 … repeats-1: (mean, std) per k, in the order of `ks`.
+
+    For one digit the small-k bounds are noisy; the spread over repeats shows how much, and how it
+    shrinks as k grows.
+    """
+    if repeats < 2:
+        raise ValueError(f"repeats must be at least 2 to give a spread, got {repeats}")
+    values = np.array([list(bounds_by_k(model, x, labels, ks, seed).values()) for seed in range(repeats)])
+    return values.mean(0), values.std(0, ddof=1)
 
 
 @dataclass

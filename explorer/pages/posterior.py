@@ -3,7 +3,7 @@
 import streamlit as st
 import torch
 
-from explorer.figures import posterior_figure
+from explorer.figures import digit_bounds_figure, posterior_figure
 from explorer.resources import digits_for
 from explorer.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
 from explorer.widgets import (
@@ -15,7 +15,7 @@ from explorer.widgets import (
     show_digit,
 )
 from vae_core import complete_masked_image, encode, exact_posterior_grid, importance_log_px, observed_mask
-from vae_core.diagnostics import inference_gaps
+from vae_core.diagnostics import inference_gaps, repeated_bounds_by_k
 from vae_core.inference import HIDDEN_HALVES, observed_elbo
 
 GRIDS_KEY = "posterior_grids"
@@ -25,6 +25,42 @@ IMPORTANCE_K = 1000
 ELBO_SAMPLES = 1000
 
 PARTS = ("full", *HIDDEN_HALVES)
+DIGIT_BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
+BOUND_REPEATS = 5
+
+
+def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> None:
+    """ELBO and IWAE bounds of one digit for k = 1 … 5000, with their spread over repeats.
+
+    `exact_log_px` (2-D models: a function returning log p(x) by quadrature) draws the ceiling.
+    """
+    st.subheader("How tight are the bounds for this digit?")
+    store = st.session_state.setdefault("posterior_digit_bounds", {})
+    key = (entry.key, digit)
+    if key not in store and st.button(
+        f"Compute the bounds for k = 1 … {max(DIGIT_BOUND_KS):,} ({BOUND_REPEATS} repeats)",
+        key="digit_bounds",
+    ):
+        with st.spinner(f"Importance sampling digit #{digit} with up to {max(DIGIT_BOUND_KS):,} samples…"):
+            means, stds = repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS)
+            store[key] = (means, stds, exact_log_px() if exact_log_px is not None else None)
+        while len(store) > KEPT_RESULTS:
+            store.pop(next(iter(store)))
+    if key not in store:
+        st.caption("The ELBO is the k = 1 bound; more importance samples tighten it towards log p(x).")
+        return
+    means, stds, exact = store[key]
+    st.plotly_chart(digit_bounds_figure(list(DIGIT_BOUND_KS), means, stds, exact), key="digit_bounds_chart")
+    text = (
+        f"Digit #{digit}, full image: ELBO {means[0]:.2f} ± {stds[0]:.2f}, k = {DIGIT_BOUND_KS[-1]:,} bound "
+        f"{means[-1]:.2f} ± {stds[-1]:.2f} nats (mean ± std over {BOUND_REPEATS} repeats)."
+    )
+    if exact is not None:
+        text += (
+            f" log p(x) by quadrature {exact:.2f}: the k = 1 bound is {exact - means[0]:.2f} nats below it."
+        )
+    st.caption(text)
+
 
 entry = model_picker()
 config = entry.config
@@ -37,6 +73,10 @@ if config.latent_dim != 2:
         f"2-D latent; **{entry.name}** has {config.latent_dim} dimensions. Pick a 2-D model in the sidebar "
         "(e.g. *mlp2d*), or train one on the Train page with latent size 2."
     )
+    any_digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4)
+    binary = (digits_for(entry).grey(any_digit) > 0.5).float().reshape(1, -1)
+    any_labels = labels_for(entry, digits_for(entry).labels[any_digit : any_digit + 1])
+    digit_bounds_section(entry, binary, any_labels, any_digit)
     st.stop()
 
 st.caption(
@@ -144,6 +184,11 @@ if svi is not None:
     )
 else:
     gaps[1].caption("Turn on **Fit q\\*(z) by SVI** to split the gap into approximation and amortisation.")
+
+digit_bounds_section(
+    entry, x, labels, digit,
+    lambda: exact_posterior_grid(entry.model, x, torch.ones(config.pixels), labels).log_px,
+)  # fmt: skip
 
 st.subheader("Averaged over test digits")
 subset_size = st.select_slider("Test digits", (5, 10, 20, 50), value=10, key="posterior_gap_count")
