@@ -37,13 +37,15 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
     st.subheader("How tight are the bounds for this digit?")
     store = st.session_state.setdefault("posterior_digit_bounds", {})
     key = (entry.key, digit)
-    if key not in store and st.button(
+    button_slot = st.empty()  # the button goes once its result is there, in the same run
+    if key not in store and button_slot.button(
         f"Compute the bounds for k = 1 … {max(DIGIT_BOUND_KS):,} ({BOUND_REPEATS} repeats)",
         key="digit_bounds",
     ):
         with st.spinner(f"Importance sampling digit #{digit} with up to {max(DIGIT_BOUND_KS):,} samples…"):
             means, stds = repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS)
             store[key] = (means, stds, exact_log_px() if exact_log_px is not None else None)
+        button_slot.empty()
         while len(store) > KEPT_RESULTS:
             store.pop(next(iter(store)))
     if key not in store:
@@ -53,7 +55,8 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
     st.plotly_chart(digit_bounds_figure(list(DIGIT_BOUND_KS), means, stds, exact), key="digit_bounds_chart")
     text = (
         f"Digit #{digit}, full image: ELBO {means[0]:.2f} ± {stds[0]:.2f}, k = {DIGIT_BOUND_KS[-1]:,} bound "
-        f"{means[-1]:.2f} ± {stds[-1]:.2f} nats (mean ± std over {BOUND_REPEATS} repeats)."
+        f"{means[-1]:.2f} ± {stds[-1]:.2f} nats (mean ± std of {BOUND_REPEATS} repeated estimates; each "
+        "averages up to 200 sets of k samples)."
     )
     if exact is not None:
         text += (
