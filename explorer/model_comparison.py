@@ -86,8 +86,8 @@ def iwae_curve(
 ) -> dict[int, float]:
     """Mean IWAE bound for each k (default BOUND_KS), each from its own seeded draw.
 
-    `bounds_by_k` one k at a time, so that `progress(fraction of samples done, k)` can be reported
-    between them (k=5000 is three quarters of the work); each value equals
+    `bounds_by_k` one k at a time, reporting `progress(fraction of samples done, k)` between and,
+    for large k, within them (k=5000 is three quarters of the work); each value equals
     `bounds_by_k(model, x, labels, ks=(k,), seed=NOISE_SEED)[k]`.
     """
     ks = BOUND_KS if ks is None else ks
@@ -97,7 +97,8 @@ def iwae_curve(
     for k in sorted(ks):
         if progress is not None:
             progress(done / total, k)
-        result[k] = bounds_by_k(model, x, labels, ks=(k,), seed=NOISE_SEED)[k]
+        within = None if progress is None else (lambda f, k=k, done=done: progress((done + f * k) / total, k))
+        result[k] = bounds_by_k(model, x, labels, ks=(k,), seed=NOISE_SEED, progress=within)[k]
         done += k
     if progress is not None:
         progress(1.0, max(ks))

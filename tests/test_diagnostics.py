@@ -64,3 +64,11 @@ def test_repeated_bounds_need_two_repeats(trained_2d, test_batch):
 
     with pytest.raises(ValueError, match="at least 2"):
         repeated_bounds_by_k(trained_2d, test_batch[:1], repeats=1)
+
+
+def test_bound_progress_moves_within_a_large_k_and_ends_at_one(trained_8d, test_batch):
+    seen: list[float] = []
+    with_progress = bounds_by_k(trained_8d, test_batch, ks=(1, 5000), progress=seen.append)
+    assert with_progress == bounds_by_k(trained_8d, test_batch, ks=(1, 5000))  # reporting changes nothing
+    inside = [f for f in seen if 1 / 5001 < f < 1.0]
+    assert len(inside) >= 2 and seen == sorted(seen) and seen[-1] == 1.0  # k=5000 is drawn in chunks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,19 +44,28 @@ def bounds_by_k(
     labels=None,
     ks: tuple[int, ...] = (1, 5, 50, 500, 5000),
     seed: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> dict[int, float]:
     """Mean IWAE bound (nats per image) over the images for each k; k=1 is the ELBO.
 
     Large k is computed chunked (the same estimator as log p(x)), so k=5000 is affordable.
+    `progress(fraction of all samples drawn)` is called as the work goes (k=5000 is most of it).
     """
     generator = torch.Generator(device=model.device).manual_seed(seed)
+    total, before = sum(ks), 0
     result = {}
     for k in ks:
         if k * x.shape[0] * x.shape[1] <= 2**23:
             value = iwae_bound(model, x, labels, k, generator)
         else:
-            value = log_likelihood_estimate(model, x, labels, k, generator)
+            on_chunk = (
+                None if progress is None else (lambda done, before=before: progress((before + done) / total))
+            )
+            value = log_likelihood_estimate(model, x, labels, k, generator, on_chunk=on_chunk)
         result[k] = float(value.mean())
+        before += k
+        if progress is not None:
+            progress(before / total)
     return result
 
 

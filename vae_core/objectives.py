@@ -7,6 +7,7 @@ dimensions, never means over them. Callers average over images.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -110,6 +111,7 @@ def log_likelihood_estimate(
     element_budget: int = 2**23,
     q: Normal | None = None,
     mask: torch.Tensor | None = None,
+    on_chunk: Callable[[int], None] | None = None,
 ) -> torch.Tensor:
     """log p(x) estimated with k importance samples from q(z|x), per image (B,), in nats.
 
@@ -117,6 +119,7 @@ def log_likelihood_estimate(
     `element_budget` numbers (32 MiB in float32), whatever k is; the chunks' weights are
     combined with a running log-sum-exp, so the result equals the unchunked estimate.
     A proposal `q` other than the encoder's may be given; with `mask`, it estimates log p(x_obs).
+    `on_chunk(samples done so far)` is called after each chunk: large k takes seconds.
     """
     q = model.posterior(x, labels) if q is None else q
     chunk = _samples_per_chunk(x.shape[0], x.shape[1], element_budget)
@@ -127,4 +130,6 @@ def log_likelihood_estimate(
         log_w = log_importance_weights(model, x, labels, take, q, generator, mask)
         total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
         done += take
+        if on_chunk is not None:
+            on_chunk(done)
     return total - math.log(k)
