@@ -45,13 +45,12 @@ from vae_core import (
     VAEError,
     checkpoint_bytes,
     decode,
-    encode,
     load_digits,
     load_sample_digits,
     reconstruct,
 )
 from vae_core.config import config_to_dict
-from vae_core.diagnostics import latent_activity
+from vae_core.diagnostics import activity_of_posterior
 
 IDLE_TIMEOUT_S = float(os.environ.get("VAE_TRAIN_IDLE_TIMEOUT_S", "60"))
 SNAPSHOT_EVERY_S = 0.5
@@ -467,7 +466,7 @@ class TrainingJob:
             "originals": shown.grey().numpy(),
             "recon_input": shown.fixed_binary(),
             "recon_labels": shown.labels if conditional else None,
-            # latent_activity calls the model directly, so its batch lives on the model's device
+            # the snapshot calls model.posterior directly, so its batch lives on the model's device
             "scatter_input": scatter.fixed_binary().to(device),
             "scatter_labels": scatter.labels.numpy(),
             "scatter_condition": scatter.labels.to(device) if conditional else None,
@@ -483,8 +482,8 @@ class TrainingJob:
         try:
             recon = reconstruct(model, inputs["recon_input"], inputs["recon_labels"])
             samples = decode(model, inputs["prior_z"], inputs["prior_labels"])
-            mu, _ = encode(model, inputs["scatter_input"], inputs["scatter_condition"])
-            activity = latent_activity(model, inputs["scatter_input"], inputs["scatter_condition"])
+            q = model.posterior(inputs["scatter_input"], inputs["scatter_condition"])
+            mu, activity = q.loc, activity_of_posterior(q)  # one encoder pass for both
             projection = LatentProjection.fit(mu)
             plane = projection.to_plane(mu)
         finally:

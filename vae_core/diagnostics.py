@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import Normal, kl_divergence
 
 from .models import VAE
 from .objectives import iwae_bound, log_likelihood_estimate
@@ -31,8 +31,12 @@ class LatentActivity:
 @torch.no_grad()
 def latent_activity(model: VAE, x: torch.Tensor, labels=None) -> LatentActivity:
     """Posterior collapse check: a dimension whose q(z_u|x) ignores x carries ~0 KL and is inactive."""
-    q = model.posterior(x, labels)
-    kl = kl_divergence(q, model.prior()).mean(0)  # (L,)
+    return activity_of_posterior(model.posterior(x, labels))
+
+
+def activity_of_posterior(q: Normal) -> LatentActivity:
+    """`latent_activity` from an encoder output already computed (B, L): no second encoder pass."""
+    kl = kl_divergence(q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale))).mean(0)  # (L,)
     variance = q.loc.var(0)
     return LatentActivity(kl, variance, variance > ACTIVE_UNIT_THRESHOLD)
 
