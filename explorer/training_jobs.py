@@ -45,8 +45,7 @@ from vae_core import (
     VAEError,
     checkpoint_bytes,
     decode,
-    load_digits,
-    load_sample_digits,
+    load_train_validation,
     reconstruct,
 )
 from vae_core.config import config_to_dict
@@ -78,7 +77,6 @@ def active_job_count() -> int:
 # ----------------------------------------------------------------------------------------- data
 DATA_FULL = "full"
 DATA_SAMPLE = "sample"
-SAMPLE_VALIDATION = 500  # of the bundled 5,000: the rest trains
 
 
 @dataclass(frozen=True)
@@ -96,17 +94,11 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
     """
     if source not in (DATA_FULL, DATA_SAMPLE):
         raise DataError(f"training data must be {DATA_FULL!r} or {DATA_SAMPLE!r}, got {source!r}")
-    if source == DATA_FULL:
-        digits = load_digits("train", allow_download=allow_download, allow_sample=True)
-    else:
-        digits = load_sample_digits()
-    # load_train_validation would refuse the 5k fallback with its fixed 10k validation split.
-    # load_sample_digits already shuffles the class-sorted sample, so a tail split is a fair mix.
-    held_out = 10_000 if len(digits) > 20_000 else SAMPLE_VALIDATION
-    cut = len(digits) - held_out
-    train, validation = digits.subset(slice(0, cut)), digits.subset(slice(cut, None))
-    note = f"{len(train):,} training and {len(validation):,} validation digits from {digits.source}"
-    if source == DATA_FULL and len(digits) < 20_000:
+    train, validation = load_train_validation(
+        allow_download=allow_download, allow_sample=True, sample_only=source == DATA_SAMPLE
+    )
+    note = f"{len(train):,} training and {len(validation):,} validation digits from {train.source}"
+    if source == DATA_FULL and len(train) + len(validation) < 20_000:
         note += " (full MNIST is not available here, so the bundled sample is used)"
     return TrainingData(train, validation, note)
 

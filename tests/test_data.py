@@ -75,3 +75,24 @@ def test_statically_binarised_mnist_loads_its_three_splits(mnist_dir, monkeypatc
     assert (len(train), len(valid), len(test)) == (50_000, 10_000, 10_000)
     assert set(np.unique(test.pixels.numpy()).tolist()) == {0, 255}
     assert not test.has_labels
+
+
+def test_train_validation_falls_back_to_the_sample_with_a_tenth_held_out(monkeypatch):
+    monkeypatch.delenv("VAE_DATA_DIR", raising=False)
+    with pytest.raises(DataError):  # no folder, no download, no fallback: a clear refusal
+        load_train_validation(allow_download=False)
+    train, valid = load_train_validation(allow_download=False, allow_sample=True)
+    sample = load_sample_digits()
+    assert (len(train), len(valid)) == (len(sample) - len(sample) // 10, len(sample) // 10)
+    assert torch.equal(valid.pixels, sample.pixels[-len(valid) :])  # the tail, in the sample's shuffled order
+    assert len(valid.labels.unique()) == 10  # that order mixes the classes
+    with pytest.raises(DataError, match="both sides"):
+        load_train_validation(sample_only=True, validation_size=len(sample))
+
+
+def test_sample_only_ignores_a_configured_mnist_folder(mnist_dir, monkeypatch):
+    monkeypatch.setenv("VAE_DATA_DIR", str(mnist_dir))
+    train, valid = load_train_validation(sample_only=True)
+    assert len(train) + len(valid) == len(load_sample_digits())
+    full_train, full_valid = load_train_validation()
+    assert (len(full_train), len(full_valid)) == (50_000, 10_000)

@@ -338,16 +338,31 @@ def load_train_validation(
     data_dir: str | Path | None = None,
     binarization: str = "dynamic",
     image_size: int = 28,
-    validation_size: int = 10_000,
+    validation_size: int | None = None,
     allow_sample: bool = False,
+    allow_download: bool = True,
+    sample_only: bool = False,
 ) -> tuple[DigitImages, DigitImages]:
-    """Training digits and a validation split carved from the end of the 60k training images."""
+    """Training digits and a validation split carved from the end of the training images.
+
+    `validation_size` defaults to 10,000 of MNIST's 60k, or a tenth of the bundled 5k sample
+    (used when `sample_only`, or when `allow_sample` and no MNIST source is reachable). Both
+    sources are in a fixed shuffled order, so a tail split is a fair mix of classes.
+    """
     if binarization == "binarized":
         train = load_digits("train", data_dir, binarization, image_size)
         valid = load_digits("valid", data_dir, binarization, image_size)
-        return train, valid.subset(slice(0, validation_size))
-    digits = load_digits("train", data_dir, binarization, image_size, allow_sample=allow_sample)
-    if validation_size >= len(digits):
-        raise DataError(f"validation_size {validation_size} leaves no training digits out of {len(digits)}")
+        return train, valid.subset(slice(0, validation_size or len(valid)))
+    if sample_only:
+        digits = load_sample_digits(image_size, binarization)
+    else:
+        digits = load_digits("train", data_dir, binarization, image_size, allow_download, allow_sample)
+    if validation_size is None:
+        validation_size = 10_000 if len(digits) > 20_000 else len(digits) // 10
+    if not 0 < validation_size < len(digits):
+        raise DataError(
+            f"validation_size must leave digits on both sides: between 1 and {len(digits) - 1} for "
+            f"{len(digits):,} digits, got {validation_size}"
+        )
     cut = len(digits) - validation_size
     return digits.subset(slice(0, cut)), digits.subset(slice(cut, None))
