@@ -38,6 +38,8 @@ def test_gaps_add_up_and_svi_never_does_much_worse_than_the_encoder(trained_2d, 
     assert abs(total - (summary.amortisation_gap + summary.approximation_gap)) < 1e-4
     assert (summary.log_px >= summary.svi_elbo - 0.5).all()  # an ELBO never beats log p (up to noise)
     assert summary.amortisation_gap > -0.5
+    # q* starts at the encoder's q, so SVI refines it: never more than noise below it, per digit
+    assert (summary.svi_elbo >= summary.encoder_elbo - 0.5).all()
 
 
 def test_one_digits_bounds_rise_from_its_elbo_to_its_quadrature_log_px(trained_2d, test_batch):

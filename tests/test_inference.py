@@ -124,3 +124,21 @@ def test_exact_posterior_grid_is_normalised_and_agrees_with_the_encoder_roughly(
 def test_exact_posterior_refuses_models_that_are_not_2d(trained_8d, test_batch):
     with pytest.raises(ValueError, match="2-D"):
         exact_posterior_grid(trained_8d, test_batch[0])
+
+
+def test_svi_can_start_at_the_encoders_q_and_then_only_improves_on_it(trained_2d, test_batch):
+    from vae_core import complete_masked_image
+
+    mask = torch.ones(784)
+    for i in range(3):
+        cold = complete_masked_image(trained_2d, test_batch[i], mask, steps=1, lr=1e-9, n_completions=1)
+        warm = complete_masked_image(
+            trained_2d, test_batch[i], mask, steps=1, lr=1e-9, n_completions=1, start_at_encoder=True
+        )
+        q = trained_2d.posterior(test_batch[i : i + 1])
+        torch.testing.assert_close(torch.as_tensor(warm.q_mean).reshape(1, -1), q.loc, atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            torch.as_tensor(cold.q_mean).reshape(1, -1), torch.zeros(1, 2), atol=1e-6, rtol=0
+        )
+        fitted = complete_masked_image(trained_2d, test_batch[i], mask, steps=150, start_at_encoder=True)
+        assert fitted.svi_elbo >= fitted.encoder_elbo - 0.5

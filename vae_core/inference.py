@@ -254,11 +254,13 @@ def complete_masked_image(
     n_completions: int = 8,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
+    start_at_encoder: bool = False,
 ) -> CompletionResult:
     """Fit a fresh Gaussian q*(z) = N(m, s^2) to one image's observed pixels, then decode.
 
-    q* starts at the prior and follows Adam on the observed-pixel ELBO (reparameterised
-    gradients); only m and log s are optimised, the model's weights are untouched.
+    q* starts at the prior (or, with `start_at_encoder`, at the encoder's q of the visible
+    pixels) and follows Adam on the observed-pixel ELBO (reparameterised gradients); only m and
+    log s are optimised, the model's weights are untouched.
     `on_step(step, elbo)` is called after every step (for live progress).
     """
     device = model.device
@@ -266,8 +268,13 @@ def complete_masked_image(
     binary = (x > 0.5).float()
     mask = torch.as_tensor(mask, dtype=torch.float32, device=device).reshape(-1)
     generator = torch.Generator(device=device).manual_seed(seed)
-    mean = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
-    log_std = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
+    if start_at_encoder:
+        with torch.no_grad():
+            start = model.posterior(x * mask, labels)
+        mean, log_std = start.loc.clone().requires_grad_(True), start.scale.log().requires_grad_(True)
+    else:
+        mean = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
+        log_std = torch.zeros(1, model.latent_dim, device=device, requires_grad=True)
     optimizer = Adam([mean, log_std], lr=lr)
     trace = np.empty(steps)
     for step in range(steps):

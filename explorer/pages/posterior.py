@@ -85,7 +85,7 @@ if config.latent_dim != 2:
 st.caption(
     "With two latent dimensions the true posterior p(z|x) ∝ p(z)·p(x|z) can be evaluated on a fine grid "
     "and normalised, so log p(x) is exact up to grid error. Compare it with the encoder's Gaussian "
-    "q(z|x) (red) and with q*(z), the best Gaussian for this one image found by SVI (green). Hide half "
+    "q(z|x) (red) and with q*(z), the best Gaussian for this one image found by SVI starting from q (green). Hide half "
     "the digit to see a wider, sometimes two-peaked posterior that a single Gaussian cannot follow."
 )
 
@@ -139,7 +139,9 @@ if fit_svi:
         svi = _remember(
             SVI_KEY,
             (entry.key, digit, visible, svi_steps),
-            lambda: complete_masked_image(entry.model, x, mask, labels, steps=svi_steps, n_completions=1),
+            lambda: complete_masked_image(
+                entry.model, x, mask, labels, steps=svi_steps, n_completions=1, start_at_encoder=True
+            ),
         )
 
 with controls_column:
