@@ -17,15 +17,56 @@ DIGIT_COLOURS = (
 CLICK_GRID_CURVE = 0  # the invisible grid is always the first trace of a latent map
 
 
-def _as_numpy(values) -> np.ndarray:
+def as_numpy(values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()
     return np.asarray(values)
 
 
+def add_digits_by_class(
+    figure: go.Figure,
+    points: np.ndarray,
+    labels: np.ndarray,
+    size: int,
+    opacity: float,
+    index: np.ndarray | None = None,
+    hover: bool = True,
+    trace=go.Scatter,
+) -> None:
+    """One trace per digit class present, in DIGIT_COLOURS (the legend then toggles classes).
+
+    With `index`, each point carries its digit's index as customdata, shown on hover; without,
+    the hover names the class, or nothing when `hover` is False.
+    """
+    for digit in range(10):
+        chosen = labels == digit
+        if not chosen.any():
+            continue
+        style = {"size": size, "color": DIGIT_COLOURS[digit], "opacity": opacity}
+        if index is not None:
+            hovering = {
+                "customdata": index[chosen],
+                "hovertemplate": f"digit {digit} #%{{customdata}}<extra></extra>",
+            }
+        elif hover:
+            hovering = {"hovertemplate": f"digit {digit}<extra></extra>"}
+        else:
+            hovering = {"hoverinfo": "skip"}
+        figure.add_trace(
+            trace(
+                x=points[chosen, 0],
+                y=points[chosen, 1],
+                mode="markers",
+                name=str(digit),
+                marker=style,
+                **hovering,
+            )
+        )
+
+
 def digit_picture(probs, image_size: int = 28, scale: int = 6) -> np.ndarray:
     """One digit's pixel probabilities (D,) -> an upscaled uint8 picture with crisp pixels."""
-    image = (np.clip(_as_numpy(probs).reshape(image_size, image_size), 0, 1) * 255).astype(np.uint8)
+    image = (np.clip(as_numpy(probs).reshape(image_size, image_size), 0, 1) * 255).astype(np.uint8)
     return np.kron(image, np.ones((scale, scale), dtype=np.uint8))
 
 
@@ -37,7 +78,7 @@ def grid_picture(probs, image_size: int = 28, columns: int | None = None, scale:
 
 def plane_bounds(plane, margin: float = 0.08, quantile: float = 0.005) -> tuple[float, float, float, float]:
     """A square-ish box around the bulk of the points: (x_min, x_max, y_min, y_max)."""
-    points = _as_numpy(plane)
+    points = as_numpy(plane)
     low = np.quantile(points, quantile, axis=0)
     high = np.quantile(points, 1 - quantile, axis=0)
     span = np.maximum(high - low, 1e-3)
@@ -50,7 +91,7 @@ def plane_bounds(plane, margin: float = 0.08, quantile: float = 0.005) -> tuple[
 def ellipse_points(centre, std, n_std: float = 2.0, n: int = 60) -> tuple[np.ndarray, np.ndarray]:
     """An axis-aligned ellipse at `centre` with radii n_std * std (a diagonal Gaussian's contour)."""
     angle = np.linspace(0, 2 * np.pi, n)
-    centre, std = _as_numpy(centre), _as_numpy(std)
+    centre, std = as_numpy(centre), as_numpy(std)
     return centre[0] + n_std * std[0] * np.cos(angle), centre[1] + n_std * std[1] * np.sin(angle)
 
 
@@ -89,19 +130,9 @@ def latent_map_figure(
             hoverinfo="none", showlegend=False,
         )
     )  # fmt: skip
-    points, labels = _as_numpy(plane).astype(np.float32), _as_numpy(labels)
+    points, labels = as_numpy(plane).astype(np.float32), as_numpy(labels)
     index = np.arange(len(points), dtype=np.int32)
-    for digit in range(10):
-        chosen = labels == digit
-        if not chosen.any():
-            continue
-        figure.add_trace(
-            go.Scattergl(
-                x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(digit),
-                customdata=index[chosen], marker={"size": 5, "color": DIGIT_COLOURS[digit], "opacity": 0.75},
-                hovertemplate=f"digit {digit} #%{{customdata}}<extra></extra>",
-            )
-        )  # fmt: skip
+    add_digits_by_class(figure, points, labels, size=5, opacity=0.75, index=index, trace=go.Scattergl)
     if (labels < 0).all():
         figure.add_trace(
             go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", name="digits", customdata=index,
@@ -160,7 +191,7 @@ def curve_figure(curve: list[dict], height: int = 300) -> go.Figure:
 
 
 def trace_figure(values, title: str = "observed-pixel ELBO", height: int = 260) -> go.Figure:
-    values = _as_numpy(values)
+    values = as_numpy(values)
     figure = go.Figure(go.Scatter(y=values, mode="lines", name=title))
     figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, title=title,
                          xaxis_title="SVI step", yaxis_title="nats")  # fmt: skip
@@ -199,15 +230,9 @@ def interpolation_path_figure(
     height: int = 360,
 ) -> go.Figure:
     """An interpolation path (steps, 2) over the faded encoded digits, its `current` step marked."""
-    points, labels, path = _as_numpy(plane), _as_numpy(labels), _as_numpy(path_plane)
+    points, labels, path = as_numpy(plane), as_numpy(labels), as_numpy(path_plane)
     figure = go.Figure()
-    for digit in range(10):
-        chosen = labels == digit
-        if chosen.any():
-            figure.add_trace(
-                go.Scatter(x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(digit),
-                           marker={"size": 3, "color": DIGIT_COLOURS[digit], "opacity": 0.35}, hoverinfo="skip")
-            )  # fmt: skip
+    add_digits_by_class(figure, points, labels, size=3, opacity=0.35, hover=False)
     if not (labels >= 0).any():
         figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits",
                                     marker={"size": 3, "color": "#888", "opacity": 0.35}, hoverinfo="skip"))  # fmt: skip
@@ -234,7 +259,7 @@ def interpolation_path_figure(
 
 def kl_per_dimension_figure(kl_per_dim, active, height: int = 240) -> go.Figure:
     """Bar per latent dimension: its average KL; inactive (collapsed) dimensions in grey."""
-    kl, active = _as_numpy(kl_per_dim), _as_numpy(active)
+    kl, active = as_numpy(kl_per_dim), as_numpy(active)
     order = np.argsort(-kl)
     figure = go.Figure(
         go.Bar(

@@ -21,7 +21,7 @@ from vae_core import DigitImages, elbo_terms
 from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
 from vae_core.models import count_parameters
 
-from .figures import DIGIT_COLOURS
+from .figures import add_digits_by_class, as_numpy
 from .registry import ModelEntry
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
@@ -32,10 +32,6 @@ BOUND_DIGITS = 100  # IWAE bounds up to k=5000: ~15-25 s per model on one CPU th
 BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
 NOISE_SEED = 0  # the reparameterisation noise: fixed, so a rerun (or a test) gets the same numbers
 MODEL_COLOURS = ("#1f77b4", "#d62728")  # the picked model, the one it is compared with
-
-
-def _as_numpy(values) -> np.ndarray:
-    return values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
 
 
 @dataclass
@@ -230,7 +226,7 @@ def kl_overlay_figure(summaries: list[ModelSummary], height: int = 280) -> go.Fi
     """
     figure = go.Figure()
     for summary, colour in zip(summaries, MODEL_COLOURS, strict=False):
-        kl, active = _as_numpy(summary.activity.kl_per_dim), _as_numpy(summary.activity.active)
+        kl, active = as_numpy(summary.activity.kl_per_dim), as_numpy(summary.activity.active)
         order = np.argsort(-kl)
         figure.add_trace(
             go.Bar(
@@ -268,16 +264,9 @@ def bounds_overlay_figure(summaries: list[ModelSummary], height: int = 300) -> g
 
 def latent_scatter_figure(plane, labels, axis_titles: tuple[str, str], height: int = 380) -> go.Figure:
     """Encoded digits on a 2-D plane coloured by class: a read-only map (no click grid)."""
-    points, labels = _as_numpy(plane), _as_numpy(labels)
+    points, labels = as_numpy(plane), as_numpy(labels)
     figure = go.Figure()
-    for digit in range(10):
-        chosen = labels == digit
-        if chosen.any():
-            figure.add_trace(
-                go.Scatter(x=points[chosen, 0], y=points[chosen, 1], mode="markers", name=str(digit),
-                             marker={"size": 4, "color": DIGIT_COLOURS[digit], "opacity": 0.7},
-                             hovertemplate=f"digit {digit}<extra></extra>")
-            )  # fmt: skip
+    add_digits_by_class(figure, points, labels, size=4, opacity=0.7)
     if not (labels >= 0).any():  # digits without labels: one grey cloud
         figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits",
                                       marker={"size": 4, "color": "#555", "opacity": 0.6}))  # fmt: skip
