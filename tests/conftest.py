@@ -72,3 +72,13 @@ class RunsCodeWhenUnpickled:
 @pytest.fixture(autouse=True)
 def _deterministic_global_rng():
     torch.manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's app tests: two threads on two busy cores made one SVI
+    run ten times slower here, and the app's numbers do not depend on the thread count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -37,12 +37,7 @@ PAGE = "explorer/pages/complete.py"
 TIMEOUT_S = 180
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)  # two threads on two busy cores made SVI many times slower
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,7 @@ SESSION_MODELS = {  # name -> (latent_dim, conditional)
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # Two intra-op threads on two busy cores made one SVI run ten times slower here; the app's numbers
-    # do not depend on the thread count.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

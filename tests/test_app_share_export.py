@@ -29,12 +29,7 @@ CELL = 28 + 1  # tile_images: one grey pixel of padding between and around the t
 SCALE = 4  # digit_grid_png's and path_gif's default enlargement
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(autouse=True)
