@@ -20,6 +20,7 @@ from .registry import ModelEntry, load_pretrained_models
 torch.set_num_threads(int(os.environ.get("VAE_APP_THREADS", "1")))
 
 SCATTER_DIGITS = 2000  # test digits drawn on latent maps: enough to see structure, light to draw
+KEPT_RESULTS = 12  # a session keeps a page's latest results, not all it ever computed
 
 
 @dataclass
@@ -108,3 +109,14 @@ def latent_codes(entry: ModelEntry) -> LatentCodes:
         return LatentCodes(mu, sigma, projection.to_plane(mu), labels, projection)
 
     return entry.cached("codes", compute)
+
+
+def remember_in_session(store_key: str, key, compute, recompute: bool = False):
+    """`compute()` for `key` once per session (again when `recompute`), in a store of the page's
+    latest KEPT_RESULTS results: older ones go first (dicts keep insertion order)."""
+    store = st.session_state.setdefault(store_key, {})
+    if recompute or key not in store:
+        store[key] = compute()
+        while len(store) > KEPT_RESULTS:
+            store.pop(next(iter(store)))
+    return store[key]

@@ -10,7 +10,7 @@ import torch
 from explorer.drawing_canvas import draw_digit, paint_region
 from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture, trace_figure
-from explorer.resources import digits_for
+from explorer.resources import digits_for, remember_in_session
 from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
 from vae_core import (
     centre_square_mask,
@@ -23,7 +23,6 @@ from vae_core.images import mnist_style_pixels
 from vae_core.inference import HIDDEN_HALVES
 
 RESULTS_KEY = "completion_results"
-KEPT_RESULTS = 12  # a session keeps its latest completions, not all it ever ran
 LIVE_CHART_EVERY = 25  # redrawing the chart every step would cost more than the SVI step itself
 SOURCES = ("a test digit", "your drawing")
 MASK_KINDS = ("a half", "centre square", "random pixels", "painted region")
@@ -97,7 +96,6 @@ if mask is None:
     mask_caption = f"{int((mask == 0).sum())} painted pixels hidden"
 
 labels = labels_for(entry, label)
-results = st.session_state.setdefault(RESULTS_KEY, {})
 # A drawing or a painted region has no short name: the result is keyed by the pixels themselves.
 pixels_id = hashlib.sha1(x.numpy().tobytes() + mask.numpy().tobytes() + label.numpy().tobytes()).hexdigest()
 result_key = (entry.key, pixels_id, steps, n_completions)
@@ -118,15 +116,13 @@ if st.button("Run completion", type="primary", key="complete_run"):
                 np.array(trace), x_label="SVI step", y_label="visible-pixel ELBO", height=220
             )
 
-    results[result_key] = complete_masked_image(
+    remember_in_session(RESULTS_KEY, result_key, lambda: complete_masked_image(
         entry.model, x, mask, labels, steps=steps, n_completions=n_completions, on_step=on_step
-    )
-    while len(results) > KEPT_RESULTS:
-        results.pop(next(iter(results)))
+    ), recompute=True)  # fmt: skip
     progress.empty()  # the final trace is drawn below with the results
     live_chart.empty()
 
-result = results.get(result_key)
+result = st.session_state.get(RESULTS_KEY, {}).get(result_key)
 masked = x * mask + 0.5 * (1 - mask)  # hidden pixels drawn grey
 pictures = st.columns(4)
 show_digit(x, truth_caption, size, pictures[0])

@@ -4,7 +4,7 @@ import streamlit as st
 import torch
 
 from explorer.figures import digit_bounds_figure, posterior_figure
-from explorer.resources import digits_for
+from explorer.resources import digits_for, remember_in_session
 from explorer.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
 from explorer.widgets import (
     digit_picker,
@@ -19,8 +19,8 @@ from vae_core.diagnostics import inference_gaps, repeated_bounds_by_k
 from vae_core.inference import HIDDEN_HALVES, observed_elbo
 
 GRIDS_KEY = "posterior_grids"
+DIGIT_BOUNDS_KEY = "posterior_digit_bounds"
 SVI_KEY = "posterior_svi_fits"
-KEPT_RESULTS = 12  # a session keeps its latest results, not all it ever computed
 IMPORTANCE_K = 1000
 ELBO_SAMPLES = 1000
 
@@ -35,19 +35,19 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
     `exact_log_px` (2-D models: a function returning log p(x) by quadrature) draws the ceiling.
     """
     st.subheader("How tight are the bounds for this digit?")
-    store = st.session_state.setdefault("posterior_digit_bounds", {})
     key = (entry.key, digit)
     button_slot = st.empty()  # the button goes once its result is there, in the same run
-    if key not in store and button_slot.button(
+    if key not in st.session_state.get(DIGIT_BOUNDS_KEY, {}) and button_slot.button(
         f"Compute the bounds for k = 1 … {max(DIGIT_BOUND_KS):,} ({BOUND_REPEATS} repeats)",
         key="digit_bounds",
     ):
         with st.spinner(f"Importance sampling digit #{digit} with up to {max(DIGIT_BOUND_KS):,} samples…"):
-            means, stds = repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS)
-            store[key] = (means, stds, exact_log_px() if exact_log_px is not None else None)
+            remember_in_session(DIGIT_BOUNDS_KEY, key, lambda: (
+                *repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS),
+                exact_log_px() if exact_log_px is not None else None,
+            ))  # fmt: skip
         button_slot.empty()
-        while len(store) > KEPT_RESULTS:
-            store.pop(next(iter(store)))
+    store = st.session_state.get(DIGIT_BOUNDS_KEY, {})
     if key not in store:
         st.caption("The ELBO is the k = 1 bound; more importance samples tighten it towards log p(x).")
         return
@@ -108,15 +108,6 @@ mask = torch.ones(config.pixels) if visible == "full" else observed_mask(visible
 labels = labels_for(entry, digits.labels[digit : digit + 1])
 
 
-def _remember(store_key: str, key, compute):
-    store = st.session_state.setdefault(store_key, {})
-    if key not in store:
-        store[key] = compute()
-        while len(store) > KEPT_RESULTS:
-            store.pop(next(iter(store)))
-    return store[key]
-
-
 def _exact_and_encoder() -> dict:
     model = entry.model
     with torch.no_grad():
@@ -132,11 +123,11 @@ def _exact_and_encoder() -> dict:
 
 
 with st.spinner("Evaluating the posterior on a grid…"):
-    exact = _remember(GRIDS_KEY, (entry.key, digit, visible), _exact_and_encoder)
+    exact = remember_in_session(GRIDS_KEY, (entry.key, digit, visible), _exact_and_encoder)
 svi = None
 if fit_svi:
     with st.spinner(f"Fitting q*(z) with {svi_steps} SVI steps…"):
-        svi = _remember(
+        svi = remember_in_session(
             SVI_KEY,
             (entry.key, digit, visible, svi_steps),
             lambda: complete_masked_image(
