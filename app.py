@@ -12,6 +12,7 @@ PAGES = [
     st.Page("explorer/pages/samples.py", title="Samples", icon="🎲"),
     st.Page("explorer/pages/complete.py", title="Complete", icon="🧩"),
     st.Page("explorer/pages/posterior.py", title="Posterior", icon="🎯"),
+    st.Page("explorer/pages/how_it_works.py", title="How it works", icon="⚙️"),
 ]
 
 st.navigation(PAGES).run()
