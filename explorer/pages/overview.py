@@ -1,5 +1,7 @@
 """Overview: what a VAE is, in a few lines, the chosen model's card, and a comparison with a second model."""
 
+import math
+
 import streamlit as st
 import torch
 
@@ -128,11 +130,17 @@ with left:
     cols = st.columns(4)
     cols[0].metric("Latent size", config.latent_dim)
     cols[1].metric("Parameters", f"{count_parameters(entry.model):,}")
-    cols[2].metric("Test ELBO", f"{test['elbo']:.2f}" if "elbo" in test else "—", help="nats per image")
+    bits = config.pixels * math.log(2)  # nats per image -> bits per dimension (pixel)
+    cols[2].metric(
+        "Test ELBO", f"{test['elbo']:.2f}" if "elbo" in test else "—",
+        f"{-test['elbo'] / bits:.4f} bits/dim" if "elbo" in test else None, delta_color="off",
+        help=f"nats per image; below it −ELBO in bits per dimension (nats / ({config.pixels} · ln 2))",
+    )  # fmt: skip
     cols[3].metric(
         f"Test NLL (k={test.get('k', '?')})",
         f"{test['nll']:.2f}" if "nll" in test else "—",
-        help="−log p(x) estimated by importance sampling, nats per image; lower is better"
+        f"{test['nll'] / bits:.4f} bits/dim" if "nll" in test else None, delta_color="off",
+        help="−log p(x) estimated by importance sampling, nats per image (below it in bits per dimension); lower is better"
         + (". For this conditional model it is −log p(x | label)." if config.conditional else ""),
     )
     rows = {
@@ -143,7 +151,12 @@ with left:
         "Objective": (
             f"IWAE, k={train_config.get('k')}" if train_config.get("objective") == "iwae" else "ELBO"
         )
-        + (f", β={train_config.get('beta')}" if train_config.get("beta", 1.0) != 1.0 else ""),
+        + (
+            f", β={train_config.get('beta')} (the KL term weighted β times: a β-VAE trades reconstruction "
+            "for a latent code closer to the prior, with fewer active units)"
+            if train_config.get("beta", 1.0) != 1.0
+            else ""
+        ),
         "Training": (
             f"{metrics.get('epochs', 0):.0f} epochs, batch {train_config.get('batch_size', '—')}, "
             f"lr {train_config.get('lr', '—')}"

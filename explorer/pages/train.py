@@ -153,7 +153,10 @@ def settings_form(busy: bool) -> None:
             "batch": middle.number_input("Batch size", 2, 8192, 128, key="train_batch"),
             "lr": middle.text_input("Learning rate", "1e-3", key="train_lr"),
             "seed": middle.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed"),
-            "beta": right.number_input("β (KL weight)", 0.0, 100.0, 1.0, step=0.1, key="train_beta"),
+            "beta": right.number_input("β (KL weight)", 0.0, 100.0, 1.0, step=0.1, key="train_beta",
+                                       help="The loss is β·KL − reconstruction. β = 1 is the VAE's ELBO; "
+                                       "β > 1 (a β-VAE) pushes q(z|x) towards the prior: fewer active units, "
+                                       "smoother traversals, blurrier reconstructions; β < 1 the reverse."),
             "objective": right.selectbox("Objective", ["ELBO", "IWAE"], key="train_objective"),
             "k": right.number_input("IWAE samples k", 1, 5000, 5, key="train_k", help="Used by IWAE only."),
             "warmup": right.number_input("KL warm-up epochs", 0.0, 100.0, 0.0, step=0.5, key="train_warmup",
