@@ -109,3 +109,22 @@ def test_a_2d_model_takes_eps_from_the_number_inputs(app):
     app.button(key="how_resample").click().run()
     assert vectors(app)["ε"] != [1.5, -2.0]
     assert vectors(app)["ε"] == [app.number_input(key=f"how_eps_{i}").value for i in range(2)]
+
+
+def test_model_card_gives_bits_per_dim_and_explains_beta(app):
+    """The card's bits/dim is nats / (784 · ln 2), from the checkpoint's own test metrics."""
+    import math
+
+    from explorer.registry import load_pretrained_models
+
+    pretrained = load_pretrained_models()
+    if "pretrained:beta4_mlp20" not in pretrained:
+        pytest.skip("pretrained/beta4_mlp20.safetensors is not here")
+    test = pretrained["pretrained:beta4_mlp20"].test_metrics
+    app.switch_page("explorer/pages/overview.py").run()
+    select_model(app, "beta4_mlp20")
+    shown = {m.label: m for m in app.metric}
+    assert shown["Test ELBO"].delta == f"{-test['elbo'] / (784 * math.log(2)):.4f} bits/dim"
+    nll = next(m for label, m in shown.items() if label.startswith("Test NLL"))
+    assert nll.delta == f"{test['nll'] / (784 * math.log(2)):.4f} bits/dim"
+    assert any("β=4.0 (the KL term weighted" in str(getattr(e, "value", "")) for e in app.main)
