@@ -284,10 +284,13 @@ class TrainingJob:
         is_watched: Callable[[], bool] | None = None,
         on_end: Callable[[TrainingJob], None] | None = None,
         history_size: int = HISTORY_SIZE,
+        number: int | None = None,
     ):
-        self.id = next(_ids)
+        self.id = next(_ids)  # server-wide: keys the model in pickers and caches
         self.key = f"trained:{self.id}"
-        self.name = name or _default_name(model_config, train_config, self.id)
+        # What the person sees ("run 2"): counted per session by the caller, else the server-wide id.
+        self.number = self.id if number is None else number
+        self.name = name or _default_name(model_config, train_config, self.number)
         self.model_config = model_config
         self.train_config = train_config
         self.data_note = data.note

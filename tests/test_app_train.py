@@ -192,7 +192,7 @@ def shown_step(at: AppTest) -> int:
 
 def slider_steps(at: AppTest) -> list[int]:
     """The steps the time-travel slider offers before its right end, "now"."""
-    *steps, now = at.select_slider(key="train_rewind").options
+    *steps, now = at.get("select_slider")[0].options
     assert now == "now"
     return [int(option.removeprefix("step ").replace(",", "")) for option in steps]
 
@@ -207,7 +207,7 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     # three snapshots on the slider: two before "now"; the test picks only options the page offered,
     # as a user would (the history may have grown since the page was drawn)
     run_until(app, lambda at: at.get("select_slider") and len(slider_steps(at)) >= 2, what="three snapshots")
-    now = app.select_slider(key="train_rewind").value  # the default: the right end, following the run
+    now = app.get("select_slider")[0].value  # the default: the right end, following the run
     assert slider_steps(app) == [views.step for views in history_of(app)[: len(slider_steps(app))]]
     latest = next(views for views in history_of(app) if views.step == shown_step(app))
     assert latest.step > slider_steps(app)[-1]
@@ -217,9 +217,9 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     assert slider_steps(app)[0] == history_of(app)[0].step == 0  # the untrained model
     early = history_of(app)[1]  # the first snapshot after training began: curves to cut
     assert early.step == slider_steps(app)[1]
-    app.select_slider(key="train_rewind").set_value(early.step).run()
+    app.get("select_slider")[0].set_value(early.step).run()
     assert not app.exception
-    assert app.select_slider(key="train_rewind").value == early.step
+    assert app.get("select_slider")[0].value == early.step
     assert f"as it was at step {early.step:,}" in app.info[0].value
     assert_shows(app, early)
     assert not np.array_equal(early.plane, latest.plane)
@@ -230,14 +230,14 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     seen = len(history_of(app))
     run_until(app, lambda at: history_of(at)[-1].step > latest.step and len(history_of(at)) > seen,
               what="newer snapshots")  # fmt: skip
-    assert app.select_slider(key="train_rewind").value == early.step
+    assert app.get("select_slider")[0].value == early.step
     assert_shows(app, early)
 
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")
-    assert app.select_slider(key="train_rewind").value == early.step  # still there after the run ended
+    assert app.get("select_slider")[0].value == early.step  # still there after the run ended
     assert_shows(app, early)
-    app.select_slider(key="train_rewind").set_value(now).run()
+    app.get("select_slider")[0].set_value(now).run()
     final = history_of(app)[-1]
     assert not app.info and shown_step(app) == final.step == app.session_state["train_job"].snapshot().step
     assert_shows(app, final)

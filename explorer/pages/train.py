@@ -5,6 +5,9 @@ polls it every half second while it trains; once it ends the page reruns once, p
 the model joins this session's model picker on every page.
 """
 
+import math
+import os
+
 import numpy as np
 import streamlit as st
 import torch
@@ -39,10 +42,24 @@ REMEMBERED_RUNS = 6  # older runs leave the comparison (they stay in the model p
 REGISTERED_KEY = "train_registered"  # job ids this page has already put into the picker
 REWIND_SLIDER = "train_rewind"  # a snapshot's step, or NOW
 REWIND_JOB = "train_rewind_job"  # the run the slider belongs to: a new run starts at NOW
+FOLLOW_KEY = "train_follow"  # {job id: NOW or the step chosen}; only a move of the slider changes it
+RUN_COUNT_KEY = "train_run_count"  # runs started in this session, for their numbers ("run 1", "run 2")
 NOW = -1  # the slider's right end: the newest snapshot, whichever step that is
 COMPARE_PICK, COMPARE_TERM = "train_compare_runs", "train_compare_term"
 SHOWN_KEY = "train_shown_steps"  # {job id: step of the snapshot on screen}, for the PNG download
-POLL_RUNNING_S, POLL_PAUSED_S = 0.5, 2.0
+POLL_PAUSED_S = 2.0
+
+
+def poll_interval_s() -> float:
+    """Seconds between polls while a run trains: VAE_TRAIN_POLL_S (0.05-5; the load test uses 0.1), else 0.5."""
+    try:
+        value = float(os.environ.get("VAE_TRAIN_POLL_S", "0.5"))
+    except ValueError:
+        return 0.5
+    return min(max(value, 0.05), 5.0) if math.isfinite(value) else 0.5
+
+
+POLL_RUNNING_S = poll_interval_s()
 CURVE_HEIGHT, LATENT_HEIGHT, KL_HEIGHT, COMPARE_HEIGHT = 280, 400, 170, 340
 KINDS = {"MLP": ("mlp", False), "conv": ("conv", False), "conditional MLP": ("mlp", True)}
 DATA_CHOICES = {
@@ -129,8 +146,10 @@ def start_run(settings: dict) -> None:
         data,
         is_watched=session_probe(),
         on_end=share_from_thread(session_models()),
+        number=st.session_state.get(RUN_COUNT_KEY, 0) + 1,
     )
     st.session_state[JOB_KEY] = job.start(max_active=jobs.MAX_ACTIVE_JOBS)
+    st.session_state[RUN_COUNT_KEY] = job.number
     runs = st.session_state.setdefault(RUNS_KEY, [])
     runs.append(job)
     del runs[:-REMEMBERED_RUNS]
@@ -197,10 +216,13 @@ def draw_progress(snap: jobs.JobSnapshot) -> None:
     state = {jobs.PAUSED: " · paused", jobs.RUNNING: ""}.get(snap.status, f" · {snap.status}")
     if snap.stop_requested and snap.status not in jobs.ENDED:
         state = " · stopping…"
-    text = (
-        f"step {snap.step:,} / {snap.total_steps:,} · epoch {last['epoch']:.2f} · "
-        f"{snap.images_per_s:,.0f} images/s · ETA {format_duration(snap.eta_s)}{state}"
-    )
+    if snap.status in jobs.ENDED:  # no speed or ETA once nothing runs
+        text = f"{snap.status} at step {snap.step:,} of {snap.total_steps:,} · epoch {last['epoch']:.2f}"
+    else:
+        text = (
+            f"step {snap.step:,} / {snap.total_steps:,} · epoch {last['epoch']:.2f} · "
+            f"{snap.images_per_s:,.0f} images/s · ETA {format_duration(snap.eta_s)}{state}"
+        )
     st.progress(snap.progress, text=text)
     steps = [e for e in snap.events if e["kind"] == "step"]
     validation = next((e["validation"] for e in reversed(snap.events) if e.get("validation")), None)
@@ -214,31 +236,43 @@ def draw_progress(snap: jobs.JobSnapshot) -> None:
     cols[4].metric("β now", f"{last['beta']:.2f}")
 
 
+def rewind_key(job_id: int) -> str:
+    return f"{REWIND_SLIDER}_{job_id}"  # a widget per run: a new run starts with a fresh slider at NOW
+
+
+def slider_moved(job_id: int) -> None:
+    """on_change of the time-travel slider: the one place where the shown step changes."""
+    st.session_state.setdefault(FOLLOW_KEY, {})[job_id] = st.session_state[rewind_key(job_id)]
+
+
 def rewound_views(job: jobs.TrainingJob, history: list[jobs.LiveViews]) -> jobs.LiveViews:
     """The time-travel slider over the run's snapshots; returns the snapshot to draw (the newest by default).
 
     The slider's right end is NOW, not the newest step: while the run trains, new snapshots arrive
-    and old ones are thinned under the slider, and a value the server rewrote on every poll would
-    fight the user's drag in the browser. NOW stays the same option whatever arrives, so the server
-    only writes the slider's value when a run starts and when thinning removed the step it showed.
+    and old ones are thinned under the slider. Which step to show is FOLLOW_KEY's entry for the
+    run, NOW until the person moves the slider (its on_change), and it is also the widget's
+    default. The default used to be the first option, step 0, and the server wrote NOW into the
+    widget's state: under CPU load (polls every 0.1 s beside 8 busy processes) the browser came back
+    with the slider at its default, and the whole view froze at step 0 for the rest of the run and
+    after Stop. The server never writes the widget's state, so a drag is never fought.
     """
     newest = history[-1]
     if len(history) < 2:
         return newest
     earlier = [views.step for views in history[:-1]]
-    if st.session_state.get(REWIND_JOB) != job.id or REWIND_SLIDER not in st.session_state:
-        st.session_state[REWIND_JOB] = job.id
-        st.session_state[REWIND_SLIDER] = NOW
-    shown = st.session_state[REWIND_SLIDER]
-    if shown != NOW and shown not in earlier:  # thinned away: the nearest snapshot still kept
-        st.session_state[REWIND_SLIDER] = min(earlier, key=lambda step: abs(step - shown))
-    shown = st.select_slider(
-        "Time travel: show the run at", options=[*earlier, NOW], key=REWIND_SLIDER,
+    follow = st.session_state.setdefault(FOLLOW_KEY, {})
+    chosen = follow.get(job.id, NOW)
+    if chosen != NOW and chosen not in earlier:  # thinned away: the nearest snapshot still kept
+        chosen = follow[job.id] = min(earlier, key=lambda step: abs(step - chosen))
+    st.session_state[REWIND_JOB] = job.id
+    st.select_slider(
+        "Time travel: show the run at", options=[*earlier, NOW], value=chosen, key=rewind_key(job.id),
         format_func=lambda step: "now" if step == NOW else f"step {step:,}",
+        on_change=slider_moved, args=(job.id,),
         help=f"The run keeps up to {jobs.HISTORY_SIZE} snapshots, spread evenly over its length. "
         "At the right end (now) the view follows the run as it trains.",
     )  # fmt: skip
-    return newest if shown == NOW else history[earlier.index(shown)]
+    return newest if chosen == NOW else history[earlier.index(chosen)]
 
 
 def draw_kl_per_dimension(views: jobs.LiveViews) -> None:

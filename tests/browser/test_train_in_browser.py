@@ -16,7 +16,7 @@ from .conftest import open_page
 
 pytestmark = pytest.mark.browser
 
-STEP_TEXT = re.compile(r"step ([\d,]+) / ([\d,]+)")
+STEP_TEXT = re.compile(r"step ([\d,]+) (?:/|of) ([\d,]+)")  # "of" once the run has ended
 MARK_CHARTS_JS = "() => document.querySelectorAll('.vega-embed').forEach(e => { e.__seen = true; })"
 MARKED_CHARTS_JS = "() => Array.from(document.querySelectorAll('.vega-embed')).filter(e => e.__seen).length"
 LIVE_CHARTS = 5  # three curves, the latent map and the KL per latent dimension
