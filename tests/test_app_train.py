@@ -126,6 +126,11 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")
     assert "was stopped after" in app.success[0].value
+    job = app.session_state["train_job"]
+    ended_text = progress_text(app)  # nothing runs: no speed, no ETA, just where it stopped
+    assert ended_text.startswith(f"stopped at step {job.snapshot().step:,} of 14,000")
+    assert "ETA" not in ended_text and "images/s" not in ended_text
+    assert job.name.startswith("run 1:")  # numbered in this session, whatever other sessions ran
     labels = [b.label for b in app.get("download_button")]
     assert labels == ["Download checkpoint", "Download metrics CSV", "Latent map GIF", "Digits PNG"]
     job = app.session_state["train_job"]

@@ -47,7 +47,9 @@ def make_job(data):
 
     def make(model_config=TINY, **overrides):
         job_options = {
-            k: overrides.pop(k) for k in ("idle_timeout_s", "is_watched", "on_end") if k in overrides
+            k: overrides.pop(k)
+            for k in ("idle_timeout_s", "is_watched", "on_end", "number")
+            if k in overrides
         }
         settings = {
             "epochs": 1,
@@ -183,6 +185,29 @@ def test_an_unpolled_job_stops_itself(make_job):
     assert job.join(30), "an unwatched job kept training"
     snap = job.snapshot()
     assert job.status == jobs.STOPPED and snap.stop_reason == "idle" and job.has_model
+
+
+def test_an_unpolled_job_frees_its_thread_and_its_slot(make_job):
+    """Tabs closed, nobody polls: the thread itself must end (not only the status), and the slot with it."""
+    job = make_job(epochs=500, idle_timeout_s=0.2, is_watched=lambda: False).start()
+    wait_until(lambda: job.snapshot().events, message="a first event")
+    assert job.join(30) and not job.is_alive() and not job._thread.is_alive()
+    assert not any(
+        other is job for other in jobs._active if other.is_alive()
+    )  # the server cap counts it no more
+    assert job.snapshot().stop_reason == "idle"
+
+
+def test_a_paused_unpolled_job_also_ends(make_job):
+    job = make_job(epochs=500, idle_timeout_s=0.3).start()
+    job.pause()
+    assert job.join(30) and job.snapshot().stop_reason == "idle"
+
+
+def test_run_numbers_are_the_callers_not_the_servers(make_job):
+    first, second = make_job(number=1), make_job(number=1)
+    assert first.id != second.id and first.key != second.key  # still unique server-wide
+    assert first.name.startswith("run 1:") and second.name.startswith("run 1:")
 
 
 def test_an_unpolled_job_keeps_going_while_its_session_is_connected(make_job):
