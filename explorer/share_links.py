@@ -13,11 +13,16 @@ The parameters (each page reads only its own):
     label=3                       the class a conditional decoder draws (Latent map, Interpolate, Samples)
     part=top                      Posterior: which half is hidden (or full)
     seed=4&T=0.8&n=64             Samples: the draw, its temperature and how many
+
+Every value is visitor-controlled: numbers are read from ASCII digits only (int() and float() also
+take '²'-like Unicode digits, '1_000', 'nan' and 5000-digit strings), lengths are bounded before
+parsing, and messages quote a value shortened (`quoted`); pages show them through `escape_markdown`.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlencode
 
@@ -40,6 +45,37 @@ POINT_DECIMALS = 3
 MAX_ABS_COORDINATE = 50.0
 
 
+# Longer than any value this app writes (a 2-D point is at most ~16 characters); longer is not a view.
+MAX_VALUE_CHARS = 64
+QUOTED_CHARS = 40  # how much of a bad value a message repeats
+MAX_INDEX_DIGITS = 9
+_WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_INDEX_DIGITS}}}")
+_DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def quoted(value: str) -> str:
+    """A visitor's value as a message repeats it: repr (so control characters show), cut to QUOTED_CHARS."""
+    text = str(value)
+    if len(text) > QUOTED_CHARS:
+        return repr(text[:QUOTED_CHARS]) + f"… ({len(text):,} characters)"
+    return repr(text)
+
+
+def escape_markdown(text: str) -> str:
+    """`text` so that Streamlit's Markdown shows it literally: every ASCII punctuation character
+    backslash-escaped (CommonMark allows it for all of them), which stops links, images, HTML,
+    emphasis, `:color[...]`, emoji shortcodes and $math$; line breaks become spaces."""
+    flat = "".join(" " if ch in "\r\n" or not ch.isprintable() else ch for ch in str(text))
+    return _ASCII_PUNCTUATION.sub(r"\\\1", flat)
+
+
+def _bounded(value: str, name: str) -> str:
+    if len(value) > MAX_VALUE_CHARS:
+        raise ShareLinkError(f"{name}={quoted(value)} is too long to be a value of this app")
+    return value
+
+
 class ShareLinkError(ValueError):
     """A query parameter that cannot be used; the message says which, and why."""
 
@@ -56,14 +92,17 @@ def find_model(value: str, entries: Iterable[ModelEntry]) -> str:
         if value in (model_url_name(entry), entry.key):
             return entry.key
     names = ", ".join(model_url_name(entry) for entry in entries if entry.origin == "pretrained")
-    raise ShareLinkError(f"{MODEL_PARAM}={value!r} is no model here (the shared ones: {names or 'none'})")
+    raise ShareLinkError(
+        f"{MODEL_PARAM}={quoted(value)} is no model here (the shared ones: {names or 'none'})"
+    )
 
 
 def parse_index(value: str, count: int, name: str = DIGIT_PARAM) -> int:
     """A whole number in [0, count), e.g. an explored digit's index."""
-    text = value.strip()
-    if not text.isdigit():  # rejects "", "-3", "1.5", "x" and "+2" alike
-        raise ShareLinkError(f"{name}={value!r} is not a digit index (a whole number from 0)")
+    text = _bounded(value, name).strip(" ")
+    # ASCII digits only: str.isdigit() also passes '²' and '٣', which int() then refuses or reads
+    if not (_WHOLE.fullmatch(text) and not text.startswith("-")):
+        raise ShareLinkError(f"{name}={quoted(value)} is not a digit index (a whole number from 0)")
     index = int(text)
     if index >= count:
         raise ShareLinkError(
@@ -74,10 +113,10 @@ def parse_index(value: str, count: int, name: str = DIGIT_PARAM) -> int:
 
 def parse_int_in(value: str, low: int, high: int, name: str) -> int:
     """A whole number in [low, high]."""
-    try:
-        number = int(value.strip())
-    except ValueError:
-        raise ShareLinkError(f"{name}={value!r} is not a whole number") from None
+    text = _bounded(value, name).strip(" ")
+    if not _WHOLE.fullmatch(text):
+        raise ShareLinkError(f"{name}={quoted(value)} is not a whole number")
+    number = int(text)
     if not low <= number <= high:
         raise ShareLinkError(f"{name}={number} is outside {low} to {high}")
     return number
@@ -85,44 +124,47 @@ def parse_int_in(value: str, low: int, high: int, name: str) -> int:
 
 def parse_float_in(value: str, low: float, high: float, name: str) -> float:
     """A finite number in [low, high]."""
-    try:
-        number = float(value.strip())
-    except ValueError:
-        raise ShareLinkError(f"{name}={value!r} is not a number") from None
-    if not low <= number <= high:  # also rejects nan
-        raise ShareLinkError(f"{name}={value!r} is outside {low:g} to {high:g}")
+    text = _bounded(value, name).strip(" ")
+    if not _DECIMAL.fullmatch(text):  # no 'nan', 'inf', '1_0' or non-ASCII digits
+        raise ShareLinkError(f"{name}={quoted(value)} is not a number")
+    number = float(text)
+    if not low <= number <= high:  # 1e999 reads as inf, which is outside too
+        raise ShareLinkError(f"{name}={quoted(value)} is outside {low:g} to {high:g}")
     return number
 
 
 def parse_label(value: str, conditional: bool, model_name: str) -> int:
     """The class (0 to 9) a conditional decoder draws; an unconditional model has none to set."""
     if not conditional:
-        raise ShareLinkError(f"{LABEL_PARAM}={value}: {model_name} is not a conditional model")
+        raise ShareLinkError(f"{LABEL_PARAM}={quoted(value)}: {model_name} is not a conditional model")
     return parse_int_in(value, 0, 9, LABEL_PARAM)
 
 
 def parse_choice(value: str, options: Sequence[str], name: str) -> str:
     """One of `options`, matched without regard to case."""
-    wanted = value.strip().lower()
+    wanted = _bounded(value, name).strip().lower()
     for option in options:
         if option.lower() == wanted:
             return option
-    raise ShareLinkError(f"{name}={value!r} is not one of {', '.join(options)}")
+    raise ShareLinkError(f"{name}={quoted(value)} is not one of {', '.join(options)}")
 
 
 def parse_point(value: str, dimension: int = 2, name: str = POINT_PARAM) -> tuple[float, ...]:
     """`dimension` comma-separated finite numbers within ±MAX_ABS_COORDINATE, rounded to POINT_DECIMALS."""
-    parts = [part.strip() for part in value.split(",")]
-    try:
+    parts = [part.strip(" ") for part in _bounded(value, name).split(",")]
+    if parts and all(part.lower() in ("nan", "inf", "-inf", "+inf", "infinity") or _DECIMAL.fullmatch(part)
+                     for part in parts):  # fmt: skip
         numbers = [float(part) for part in parts]
-    except ValueError:
-        raise ShareLinkError(f"{name}={value!r} is not {dimension} numbers like 0.5,-1.2") from None
+    else:
+        raise ShareLinkError(f"{name}={quoted(value)} is not {dimension} numbers like 0.5,-1.2")
     if len(numbers) != dimension:
-        raise ShareLinkError(f"{name}={value!r} has {len(numbers)} numbers; the map's point has {dimension}")
+        raise ShareLinkError(
+            f"{name}={quoted(value)} has {len(numbers)} numbers; the map's point has {dimension}"
+        )
     if not all(math.isfinite(number) for number in numbers):
-        raise ShareLinkError(f"{name}={value!r} is not finite")
+        raise ShareLinkError(f"{name}={quoted(value)} is not finite")
     if max(abs(number) for number in numbers) > MAX_ABS_COORDINATE:
-        raise ShareLinkError(f"{name}={value!r} lies outside ±{MAX_ABS_COORDINATE:g}")
+        raise ShareLinkError(f"{name}={quoted(value)} lies outside ±{MAX_ABS_COORDINATE:g}")
     return round_point(numbers)
 
 

@@ -18,6 +18,7 @@ from .resources import available_models, digits_for, explore_digits, register_se
 from .share_links import (
     MODEL_PARAM,
     ShareLinkError,
+    escape_markdown,
     find_model,
     model_url_name,
     parse_index,
@@ -196,8 +197,16 @@ def restore_from_link(readers: dict[str, tuple[str, Callable[[str], object]]]) -
             warn_ignored(exc)
 
 
+MAX_WARNING_CHARS = 300  # a message quotes values shortened already; this bounds any other
+
+
 def warn_ignored(error: ShareLinkError, target=st) -> None:
-    target.warning(f"Ignored from the link: {error}.", icon="🔗")
+    """The reason a link's value was ignored, shown literally: it quotes what the visitor sent, and
+    st.warning renders Markdown (a value like `[Log in](https://evil)` would be a live link)."""
+    text = str(error)
+    if len(text) > MAX_WARNING_CHARS:
+        text = text[:MAX_WARNING_CHARS] + "…"
+    target.warning(f"Ignored from the link: {escape_markdown(text)}.", icon="🔗")
 
 
 def write_url_params(params: dict[str, str]) -> None:

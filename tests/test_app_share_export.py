@@ -103,8 +103,31 @@ def open_link(page: str, params: dict[str, str], session_models: dict | None = N
     return at
 
 
+_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+
+
+def literal_text(markdown: str) -> str:
+    """What Markdown `markdown` shows, asserting it is shown literally: every ASCII punctuation
+    character backslash-escaped (so no link, image, HTML or emphasis can form)."""
+    shown, i = [], 0
+    while i < len(markdown):
+        ch = markdown[i]
+        if ch == "\\":
+            assert i + 1 < len(markdown) and markdown[i + 1] in _PUNCTUATION, markdown
+            shown.append(markdown[i + 1])
+            i += 2
+            continue
+        assert ch not in _PUNCTUATION and ch not in "\r\n", f"unescaped {ch!r} in {markdown!r}"
+        shown.append(ch)
+        i += 1
+    return "".join(shown)
+
+
 def warnings(at) -> list[str]:
-    return [w.value for w in at.warning]
+    """The link warnings as the visitor reads them (each checked to be escaped Markdown)."""
+    return [
+        literal_text(w.value.removeprefix("Ignored from the link: ").removesuffix(".")) for w in at.warning
+    ]
 
 
 def share_box(at) -> str:

@@ -135,8 +135,9 @@ def test_whole_numbers_and_numbers_in_a_range():
         with pytest.raises(ShareLinkError, match=why):
             parse_int_in(bad, 3, 25, "steps")
     for bad, why in [
-        ("nan", "outside"),
-        ("inf", "outside"),
+        ("nan", "not a number"),
+        ("inf", "not a number"),
+        ("1e999", "outside"),
         ("0.05", "outside 0.1 to 2"),
         ("hot", "not a number"),
     ]:
@@ -200,3 +201,22 @@ def test_a_view_url_keeps_commas_and_colons_readable_and_parses_back():
 def test_a_view_url_escapes_what_would_break_the_query():
     url = view_url("/samples", {"model": "a&b=c d"})
     assert parse_qs(urlsplit(url).query) == {"model": ["a&b=c d"]}
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "1" * 5000, "+3", "3.0", "0x10", "1_0", "-0", "", " "])
+def test_digit_indices_that_are_not_plain_ascii_numbers_warn(value):
+    with pytest.raises(ShareLinkError, match="not a digit index|too long"):
+        parse_index(value, 100)
+
+
+@pytest.mark.parametrize(
+    "payload", ["[Log in again](https://evil.example)", "![x](https://evil.example/x.png)", "<img src=x>"]
+)
+def test_a_models_name_from_a_link_is_escaped_markdown(payload):
+    from explorer.share_links import escape_markdown
+
+    with pytest.raises(ShareLinkError) as caught:
+        find_model(payload, [])
+    shown = escape_markdown(str(caught.value))
+    for ch in "[]()!<>":
+        assert all(shown[i - 1] == "\\" for i, c in enumerate(shown) if c == ch)
