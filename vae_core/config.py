@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,42 @@ OBJECTIVES = ("elbo", "iwae")
 BINARIZATIONS = ("dynamic", "static", "binarized")
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("relu", "elu", "tanh")
+IMAGE_SIZES = (28, 14)
+
+# Bounds on an architecture, checked before anything is built: a checkpoint's config comes from
+# whoever made the file. The largest sensible MNIST VAE has a few million parameters; 50 M (200 MB
+# of float32) is far above that and still safe to allocate on a small server.
+MAX_PARAMETERS = 50_000_000
+MAX_LATENT_DIM = 256
+MAX_HIDDEN_LAYERS = 8
+MAX_HIDDEN_WIDTH = 16_384
+MAX_CONV_CHANNELS = 1024
+MAX_NUM_CLASSES = 1000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
+
+
+def _is_number(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if not _is_int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+
+
+def _check_widths(name: str, value: Any, count: tuple[int, int], high: int) -> tuple[int, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{name} must be a list of whole numbers, got {value!r}")
+    if not count[0] <= len(value) <= count[1]:
+        raise ConfigError(f"{name} must have {count[0]} to {count[1]} entries, got {len(value)}")
+    for width in value:
+        _check_int(f"each of {name}", width, 1, high)
+    return tuple(value)
 
 
 @dataclass(frozen=True)
@@ -29,23 +66,39 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-        object.__setattr__(self, "conv_channels", tuple(int(c) for c in self.conv_channels))
         if self.kind not in MODEL_KINDS:
             raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
-        if not 1 <= self.latent_dim <= 256:
-            raise ConfigError(f"latent_dim must be between 1 and 256, got {self.latent_dim}")
-        if self.image_size not in (28, 14):
-            raise ConfigError(f"image_size must be 28 or 14, got {self.image_size}")
-        if self.kind == "mlp" and (not self.hidden or min(self.hidden) < 1):
+        _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
+        if self.image_size not in IMAGE_SIZES or not _is_int(self.image_size):
+            raise ConfigError(f"image_size must be 28 or 14, got {self.image_size!r}")
+        if not isinstance(self.conditional, bool):
+            raise ConfigError(f"conditional must be true or false, got {self.conditional!r}")
+        _check_int("num_classes", self.num_classes, 2, MAX_NUM_CLASSES)
+        if self.kind == "mlp" and isinstance(self.hidden, (list, tuple)) and not self.hidden:
             raise ConfigError(
-                f"an MLP needs at least one hidden layer of positive width, got {self.hidden}; "
-                "try --hidden 512,256"
+                "an MLP needs at least one hidden layer of positive width; try --hidden 512,256"
             )
-        if self.kind == "conv" and (len(self.conv_channels) != 2 or min(self.conv_channels) < 1):
-            raise ConfigError(f"conv_channels must be two positive widths, got {self.conv_channels}")
+        if (
+            self.kind == "mlp"
+            and isinstance(self.hidden, (list, tuple))
+            and any(_is_int(h) and h < 1 for h in self.hidden)
+        ):
+            raise ConfigError(
+                f"an MLP needs hidden layers of positive width, got {tuple(self.hidden)}; try --hidden 512,256"
+            )
+        hidden = _check_widths("hidden", self.hidden, (0, MAX_HIDDEN_LAYERS), MAX_HIDDEN_WIDTH)
+        object.__setattr__(self, "hidden", hidden)
+        if isinstance(self.conv_channels, (list, tuple)) and len(self.conv_channels) != 2:
+            raise ConfigError(f"conv_channels must be two positive widths, got {tuple(self.conv_channels)}")
+        channels = _check_widths("conv_channels", self.conv_channels, (2, 2), MAX_CONV_CHANNELS)
+        object.__setattr__(self, "conv_channels", channels)
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        count = parameter_count(self)
+        if count > MAX_PARAMETERS:
+            raise ConfigError(
+                f"{self.describe()} would have {count:,} parameters; the limit is {MAX_PARAMETERS:,}"
+            )
 
     @property
     def pixels(self) -> int:
@@ -82,6 +135,13 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "lr", "beta", "warmup_epochs"):
+            value = getattr(self, name)
+            if not _is_number(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
+        for name in ("batch_size", "k", "seed", "validation_size", "log_every"):
+            if not _is_int(getattr(self, name)):
+                raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if not self.epochs > 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
         if self.batch_size < 2:
@@ -104,22 +164,75 @@ class TrainConfig:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ConfigError(f"num_threads must be >= 1, got {self.num_threads}")
+        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+            raise ConfigError(f"num_threads must be a whole number >= 1, got {self.num_threads!r}")
+        if not isinstance(self.lr_decay, bool):
+            raise ConfigError(f"lr_decay must be true or false, got {self.lr_decay!r}")
+        if not isinstance(self.extra, dict):
+            raise ConfigError(f"extra must be a mapping, got {type(self.extra).__name__}")
+
+
+def _linear(n_in: int, n_out: int) -> int:
+    return n_in * n_out + n_out
+
+
+def parameter_count(config: ModelConfig) -> int:
+    """The number of weights `build_model(config)` would allocate, computed without building it."""
+    extra = config.num_classes if config.conditional else 0
+    if config.kind == "mlp":
+        encoder = [config.pixels + extra, *config.hidden, 2 * config.latent_dim]
+        decoder = [config.latent_dim + extra, *reversed(config.hidden), config.pixels]
+        return sum(
+            _linear(a, b)
+            for widths in (encoder, decoder)
+            for a, b in zip(widths[:-1], widths[1:], strict=True)
+        )
+    c1, c2 = config.conv_channels
+    k1, k2 = (4, 4) if config.image_size == 28 else (4, 3)  # kernel 4 for stride 2, 3 for stride 1
+    width = config.hidden[0] if config.hidden else 256
+    encoder = (c1 * k1 * k1 + c1) + (c2 * c1 * k2 * k2 + c2)
+    encoder += _linear(c2 * 49 + extra, width) + _linear(width, 2 * config.latent_dim)
+    decoder = _linear(config.latent_dim + extra, width) + _linear(width, c2 * 49)
+    decoder += (c2 * c1 * k2 * k2 + c1) + (c1 * k1 * k1 + 1)
+    return encoder + decoder
 
 
 def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
 
+def _as_mapping(data: Any, what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
 def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    known = {f.name for f in dataclasses.fields(ModelConfig)}
-    unknown = set(data) - known
+    """A ModelConfig from a checkpoint's JSON: every field present, of its type, in its range."""
+    data = _as_mapping(data, "model_config")
+    known = [f.name for f in dataclasses.fields(ModelConfig)]
+    unknown = set(data) - set(known)
     if unknown:
-        raise ConfigError(f"unknown model settings {sorted(unknown)}; known: {sorted(known)}")
+        raise ConfigError(f"unknown model settings {sorted(map(str, unknown))[:5]}; known: {sorted(known)}")
+    missing = [name for name in known if name not in data]
+    if missing:
+        raise ConfigError(f"model settings missing: {missing}")
+    for name in ("kind", "activation"):
+        if not isinstance(data[name], str):
+            raise ConfigError(f"{name} must be a string, got {data[name]!r}")
     return ModelConfig(**data)
 
 
-def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+def train_config_from_dict(data: dict[str, Any], strict: bool = False) -> TrainConfig:
+    """A TrainConfig from a dict; `strict` (a file's JSON) also refuses unknown settings and
+    strings where enum settings belong. Missing settings take their defaults."""
+    data = _as_mapping(data, "train_config")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
+    if strict:
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"unknown training settings {sorted(map(str, unknown))[:5]}")
+        for name in ("objective", "device", "binarization"):
+            if name in data and not isinstance(data[name], str):
+                raise ConfigError(f"{name} must be a string, got {data[name]!r}")
     return TrainConfig(**{k: v for k, v in data.items() if k in known})
