@@ -51,9 +51,18 @@ class ModelEntry:
             parts.append(self.origin)
         return " · ".join(parts)
 
+    _name_locks: dict = field(default_factory=dict, repr=False)
+
     def cached(self, name: str, compute):
-        """Compute a derived value once per model (thread-safe: sessions share pretrained models)."""
+        """Compute a derived value once per model (thread-safe: sessions share pretrained models).
+
+        One lock per name, not one per model: a computation may need another cached value (the
+        latent codes need the 14x14 digits), and holding a single non-reentrant lock across
+        `compute()` deadlocked the session on every 14x14 model.
+        """
         with self.lock:
+            name_lock = self._name_locks.setdefault(name, threading.Lock())
+        with name_lock:
             if name not in self.cache:
                 self.cache[name] = compute()
             return self.cache[name]
