@@ -211,8 +211,22 @@ def comparison_table(first: ModelSummary, second: ModelSummary) -> pd.DataFrame:
     # Shown as text: a numeric column would turn the counts into floats ("17.00 active units").
     shown = [(name, _shown(a), _shown(b), on) for name, a, b, on in rows]
     # Bits per dimension, the unit image-model papers report: nats / (pixels · ln 2), beside the nats.
-    shown.insert(3, ("−ELBO (bits/dim)", *(f"{bits_per_dim(-s.elbo, s.image_size):.4f}" for s in (first, second)), on_activity))
-    shown.insert(8, (f"−{likelihood} (bits/dim)", *(f"{bits_per_dim(-s.log_px, s.image_size):.4f}" for s in (first, second)), on_bounds))
+    shown.insert(
+        3,
+        (
+            "−ELBO (bits/dim)",
+            *(f"{bits_per_dim(-s.elbo, s.image_size):.4f}" for s in (first, second)),
+            on_activity,
+        ),
+    )
+    shown.insert(
+        8,
+        (
+            f"−{likelihood} (bits/dim)",
+            *(f"{bits_per_dim(-s.log_px, s.image_size):.4f}" for s in (first, second)),
+            on_bounds,
+        ),
+    )
     return pd.DataFrame(shown, columns=["", first.name, second.name, "measured on"]).set_index("")
 
 

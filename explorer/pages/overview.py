@@ -139,7 +139,8 @@ with left:
     cols[3].metric(
         f"Test NLL (k={test.get('k', '?')})",
         f"{test['nll']:.2f}" if "nll" in test else "—",
-        f"{test['nll'] / bits:.4f} bits/dim" if "nll" in test else None, delta_color="off",
+        f"{test['nll'] / bits:.4f} bits/dim" if "nll" in test else None,
+        delta_color="off",
         help="−log p(x) estimated by importance sampling, nats per image (below it in bits per dimension); lower is better"
         + (". For this conditional model it is −log p(x | label)." if config.conditional else ""),
     )
