@@ -61,15 +61,18 @@ def checkpoint_from_upload(name: str, data: bytes):
 
 
 def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
+    shown_name = escape_markdown(name)  # the file's name and anything quoted from it are visitor text
     try:
         checkpoint = checkpoint_from_upload(name, data)
     except CheckpointError as exc:
-        return False, f"{name} was not loaded: {exc}"
+        return False, f"{shown_name} was not loaded: {escape_markdown(str(exc))}"
+    except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
+        return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
     key = f"uploaded:{name}:{len(session_models())}"
     register_session_model(ModelEntry(key, checkpoint, "uploaded", Path(name).stem))
     st.session_state[SELECTED_MODEL] = key
     st.session_state.pop("model_picker", None)
-    return True, f"Loaded {name}: {checkpoint.model_config.describe()}. It is now selected."
+    return True, f"Loaded {shown_name}: {checkpoint.model_config.describe()}. It is now selected."
 
 
 def _remember_model() -> None:

@@ -93,3 +93,30 @@ def test_weights_that_do_not_fit_the_saved_config_are_refused(tmp_path):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "nope.safetensors")
+
+
+def test_no_shipped_checkpoint_carries_a_path_of_the_machine_that_made_it():
+    import re
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    machine_path = re.compile(r"/work|/root|/home|/tmp|/Users|shared/data|[A-Z]:\\\\")
+    for path in sorted((Path(__file__).resolve().parents[1] / "pretrained").glob("*.safetensors")):
+        with safe_open(str(path), "pt") as handle:
+            for key, value in handle.metadata().items():
+                assert not machine_path.search(value), f"{path.name} {key}: {machine_path.search(value)}"
+
+
+def test_a_saved_checkpoint_keeps_no_data_folder(tmp_path):
+    from vae_core import ModelConfig, build_model, load_checkpoint, save_checkpoint
+
+    metrics = {
+        "data": "MNIST train (/home/someone/mnist)",
+        "command": "python -m vae_core train --data-dir /home/someone/mnist",
+    }
+    path = save_checkpoint(
+        tmp_path / "m.safetensors", build_model(ModelConfig(hidden=(16,))), metrics=metrics
+    )
+    shown = load_checkpoint(path).metrics
+    assert "/home" not in shown["data"] and "/home" not in shown["command"]

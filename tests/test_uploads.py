@@ -89,3 +89,22 @@ def _torch_zip() -> bytes:
     buffer = io.BytesIO()
     torch.save({"w": torch.zeros(2)}, buffer)
     return buffer.getvalue()
+
+
+def test_an_uploads_name_and_reason_are_shown_as_text_not_markdown():
+    from explorer.widgets import _register_upload
+
+    ok, message = _register_upload("[Log in](https://evil.example).safetensors", b"\x00" * 64)
+    assert not ok
+    assert "[Log in](" not in message and "\\[Log in\\]\\(" in message
+
+
+def test_an_unforeseen_failure_while_loading_is_a_refusal_not_a_traceback(monkeypatch):
+    import explorer.widgets as widgets
+
+    def explode(_data):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(widgets, "load_checkpoint", explode)
+    ok, message = widgets._register_upload("deep.safetensors", b"x" * 100)
+    assert not ok and "not loaded" in message

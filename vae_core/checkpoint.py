@@ -7,6 +7,7 @@ pickle renamed `.safetensors` is refused with a message and its code never runs.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,24 @@ class Checkpoint:
     curve: list[dict] = field(default_factory=list)
 
 
+# "MNIST train (/home/me/data)" -> "MNIST train (IDX files)"; "--data-dir /home/me/data" -> "--data-dir DIR"
+_SOURCE_FOLDER = re.compile(r"\(([^()]*[/\\][^()]*)\)")
+_DATA_DIR_FLAG = re.compile(r"(--data-dir[= ])(\S+)")
+
+
+def without_machine_paths(metrics: dict) -> dict:
+    """`metrics` with the folders of the machine that trained it replaced by placeholders: a
+    checkpoint is shared, and its data source and command must not carry someone's paths."""
+    if not isinstance(metrics, dict):
+        return metrics
+    cleaned = dict(metrics)
+    if isinstance(cleaned.get("data"), str):
+        cleaned["data"] = _SOURCE_FOLDER.sub("(IDX files)", cleaned["data"])
+    if isinstance(cleaned.get("command"), str):
+        cleaned["command"] = _DATA_DIR_FLAG.sub(r"\1DIR", cleaned["command"])
+    return cleaned
+
+
 def checkpoint_bytes(
     model: VAE,
     train_config: TrainConfig | dict | None = None,
@@ -48,7 +67,7 @@ def checkpoint_bytes(
         "format": FORMAT_TAG,
         "model_config": json.dumps(config_to_dict(model.config)),
         "train_config": json.dumps(train_config or {}),
-        "metrics": json.dumps(metrics or {}),
+        "metrics": json.dumps(without_machine_paths(metrics or {})),
         "curve": json.dumps(curve or []),
     }
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
@@ -122,7 +141,7 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
     try:
         model_config = model_config_from_dict(json.loads(metadata["model_config"]))
         train_config = json.loads(metadata.get("train_config", "{}"))
-        metrics = json.loads(metadata.get("metrics", "{}"))
+        metrics = without_machine_paths(json.loads(metadata.get("metrics", "{}")))
         curve = json.loads(metadata.get("curve", "[]"))
     except (KeyError, json.JSONDecodeError, TypeError, ConfigError) as exc:
         raise CheckpointError(f"{name} has unreadable metadata: {exc}") from None

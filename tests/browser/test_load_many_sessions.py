@@ -195,7 +195,8 @@ def exercise_sessions(url, pid, contexts, sampler, report, save) -> None:
     report["training_phase_s"] = round(time.monotonic() - started, 1)
     report["run_ids"] = run_ids
     save()
-    assert len(set(run_ids.values())) == SESSIONS, run_ids
+    # Runs are numbered per session: every session's first run is its "run 1", whatever the others did.
+    assert set(run_ids.values()) == {1}, run_ids
     assert healthy(url)
 
     # Each session's picker offers its own run and no other session's; its map decodes a click.
