@@ -254,6 +254,7 @@ rows = traversal.probs.reshape(-1, config.pixels)
 st.image(
     grid_picture(rows, config.image_size, columns=steps, scale=2),
     caption="one row per latent dimension, swept from −3 to +3 (prior σ); rows by KL, largest first",
+    output_format="PNG",  # lossless: the pixels are the decoded probabilities, checkable against decode
 )
 st.caption(
     "Rows: "
