@@ -103,3 +103,59 @@ def test_a_conditional_model_needs_labelled_digits(digits):
     unlabeled.labels = torch.full_like(unlabeled.labels, -1)
     with pytest.raises(ConfigError, match="labelled"):
         Trainer(ModelConfig(conditional=True), TrainConfig(), unlabeled)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [ModelConfig(latent_dim=2, hidden=(64, 32)), ModelConfig(kind="conv", latent_dim=3, image_size=14)],
+)
+def test_models_built_with_one_seed_in_two_threads_at_once_are_identical_and_leave_the_global_rng(config):
+    from vae_core import build_model
+
+    global_state = torch.get_rng_state()
+    barrier = threading.Barrier(2)
+    built: dict[int, list] = {}
+
+    def build(slot: int) -> None:
+        barrier.wait()  # both threads initialise at the same moment
+        built[slot] = [build_model(config, seed=11) for _ in range(5)]
+
+    threads = [threading.Thread(target=build, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    reference = build_model(config, seed=11).state_dict()
+    for model in built[0] + built[1]:
+        for name, tensor in model.state_dict().items():
+            assert torch.equal(tensor, reference[name]), name
+    assert torch.equal(torch.get_rng_state(), global_state)  # never read or advanced
+    other = build_model(config, seed=12).state_dict()
+    assert not torch.equal(
+        other["encoder.net.0.weight" if config.kind == "mlp" else "encoder.head.0.weight"],
+        reference["encoder.net.0.weight" if config.kind == "mlp" else "encoder.head.0.weight"],
+    )
+    # PyTorch's default rule: every weight and bias within ±1/sqrt(fan_in), spread across it
+    for module in build_model(config, seed=11).modules():
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            fan_in, _ = torch.nn.init._calculate_fan_in_and_fan_out(module.weight)
+            bound = fan_in**-0.5
+            assert module.weight.abs().max() <= bound and module.weight.abs().max() > 0.9 * bound
+
+
+def test_two_trainers_with_one_seed_started_in_two_threads_start_from_the_same_weights(digits):
+    barrier = threading.Barrier(2)
+    weights: dict[int, dict] = {}
+
+    def start(slot: int) -> None:
+        barrier.wait()
+        weights[slot] = _trainer(digits, seed=5).model.state_dict()
+
+    global_state = torch.get_rng_state()
+    threads = [threading.Thread(target=start, args=(slot,)) for slot in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+    assert torch.equal(torch.get_rng_state(), global_state)

@@ -159,11 +159,9 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(
             train_config.seed + 1_000_003 * self.dist.rank
         )
-        # Weights are initialised from the run's own seed: the global RNG is shared by every
-        # session of a server.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(train_config.seed)
-            self.model = (model or build_model(model_config)).to(self.device)
+        # Weights are initialised from the run's own generator (build_model's seed): the global
+        # RNG is shared by every session of a server, and seeding it from two threads interleaves.
+        self.model = (model or build_model(model_config, train_config.seed)).to(self.device)
         self.objective = ObjectiveModule(self.model, train_config.objective, train_config.k)
         # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
         self.step_module = DistributedDataParallel(self.objective) if self.dist.enabled else self.objective
