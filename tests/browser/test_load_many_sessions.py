@@ -1,15 +1,15 @@
-"""Five browser sessions against one server at once: live training, isolation, memory, clean-up.
+"""Eight browser sessions against one server inside a Cloud-sized memory ceiling: live training,
+isolation, memory, clean-up.
 
-The Train page refuses a run beyond the server's VAE_MAX_TRAINING_JOBS with "Cannot start: this
-server is already training N models, its limit". This server gets a cap of 4 (more than the default
-2, so memory is measured under more load than production allows): four sessions train at once, the
-fifth is told the server is busy and gets its turn when a slot frees.
-
-Each session's run must appear in its own model picker only, its Latent map must decode a click,
-and after the tabs close no training thread may outlive its session by more than the idle timeout
-plus a margin: the server's threads must stop burning CPU (its thread count alone says little:
-Streamlit keeps a pool of script threads that grows and shrinks with the sessions). Measurements
-are printed (`-s`) and saved as load_report.json in the tmp dir.
+The server runs in a memory cgroup of MEMORY_CEILING_MB (Streamlit Community Cloud's smallest
+container is about 690 MB) with the production defaults: at most VAE_MAX_TRAINING_JOBS=2 runs at once.
+Eight sessions connect; two train at once, a third is told the server is busy and gets its turn when
+a slot frees; the others browse every page meanwhile. Each session's run appears in its own model
+picker only and its Latent map renders. After the tabs close no training thread may outlive its
+session by more than the idle timeout plus a margin. The kernel must OOM-kill nothing, and the
+cgroup's peak (what the kernel charges the container: resident memory plus page cache it could not
+yet reclaim) is reported beside the server's resident set. Measurements are printed (`-s`) and saved
+as load_report.json in the tmp dir.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import time
 import pytest
 
 from bench.app_harness import (
+    MemoryLimit,
     RssSampler,
     ServerError,
     base_url,
@@ -34,26 +35,19 @@ from bench.app_harness import (
 )
 
 from .conftest import wait_for_app_idle
-from .test_latent_map_clicks import (
-    GRAPH,
-    POINT_TEXT,
-    decoded_panel,
-    empty_spots,
-    image_pixels,
-    map_geometry,
-    wait_for_panel_change,
-)
 from .test_pages_in_browser import visit_by_sidebar
 from .test_train_in_browser import STEP_TEXT, choose, current_step, fill, main
 
 pytestmark = pytest.mark.browser
 
-SESSIONS = 5
-MAX_JOBS = 4
+SESSIONS = 8
+MAX_JOBS = 2  # the production default of VAE_MAX_TRAINING_JOBS
+MEMORY_CEILING_MB = 690  # Streamlit Community Cloud's smallest container
 IDLE_TIMEOUT_S = 10
 CLEANUP_MARGIN_S = 25  # stopping finishes a block of steps and a validation pass on a loaded box
 RUN_NAME = re.compile(r"run (\d+): 2-D MLP")
 BUSY = "Cannot start: this server is already training"
+BROWSED = ("Overview", "Samples", "Interpolate", "Posterior", "Complete")
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +61,17 @@ def server(tmp_path_factory):
     }
     log_path = tmp_path_factory.mktemp("load") / "server.log"
     try:
-        process = start_streamlit(port, env=env, log_path=log_path)
+        ceiling = MemoryLimit(MEMORY_CEILING_MB, f"vae_load_test_{os.getpid()}")
+    except ServerError as exc:  # CI runs as root with a cgroup memory controller: missing is a failure
+        pytest.fail(f"the load test needs a memory cgroup: {exc}")
+    try:
+        process = start_streamlit(port, env=env, log_path=log_path, prefix=ceiling.prefix)
     except ServerError as exc:
+        ceiling.remove()
         pytest.fail(str(exc))
-    yield process, base_url(port)
+    yield process, base_url(port), ceiling
     stop_streamlit(process)
+    ceiling.remove()
 
 
 def start_run(tab, seed: int) -> None:
@@ -83,13 +83,13 @@ def start_run(tab, seed: int) -> None:
 
 
 def wait_running(tab) -> int:
-    """Wait for the run's first progress report; the run's id from its heading."""
+    """Wait for the run's first progress report; the run's number from its heading."""
     tab.get_by_text(STEP_TEXT).first.wait_for(timeout=90_000)
     heading = main(tab).get_by_role("heading", name=RUN_NAME).first.inner_text()
     return int(RUN_NAME.search(heading)[1])
 
 
-def wait_step_grows(tab, timeout_s: float = 60) -> tuple[int, int]:
+def wait_step_grows(tab, timeout_s: float = 90) -> tuple[int, int]:
     first = current_step(tab)[0]
     deadline = time.monotonic() + timeout_s
     while (later := current_step(tab)[0]) <= first:
@@ -116,22 +116,16 @@ def picker_options(tab) -> tuple[str, list[str]]:
     return chosen, options
 
 
-def click_empty_spot(tab) -> dict:
-    """Click an empty spot of the latent map; the decoded panel once its new image has loaded."""
-    tab.locator(f"{GRAPH} .nsewdrag").first.wait_for()
-    spots = empty_spots(map_geometry(tab))
-    assert spots, "no empty space on the latent map to click"
-    before = decoded_panel(tab)["text"]
-    tab.mouse.click(*spots[len(spots) // 2])
-    panel = wait_for_panel_change(tab, before, "Point (")
-    assert "decoded point" in panel["captions"] and len(panel["srcs"]) == 1, panel
-    wait_for_app_idle(tab)
-    return panel
+def no_exception(tab) -> None:
+    assert tab.locator('[data-testid="stException"]').count() == 0
 
 
-def test_five_sessions_train_apart_and_leave_no_thread_behind(server, browser, tmp_path):
-    process, url = server
-    report: dict = {"sessions": SESSIONS, "max_training_jobs": MAX_JOBS, "idle_timeout_s": IDLE_TIMEOUT_S}
+def test_eight_sessions_share_a_small_container_and_leave_no_thread_behind(server, browser, tmp_path):
+    process, url, ceiling = server
+    report: dict = {
+        "sessions": SESSIONS, "max_training_jobs": MAX_JOBS, "memory_ceiling_mb": MEMORY_CEILING_MB,
+        "idle_timeout_s": IDLE_TIMEOUT_S,
+    }  # fmt: skip
 
     def save() -> None:
         (tmp_path / "load_report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -151,46 +145,58 @@ def test_five_sessions_train_apart_and_leave_no_thread_behind(server, browser, t
     finally:
         report["rss_peak_mb"] = round(sampler.peak_mb, 1)
         report["rss_end_mb"] = round(sampler.samples[-1], 1) if sampler.samples else None
+        report["cgroup_peak_mb"] = round(ceiling.peak_mb(), 1)
+        report["oom_kills"] = ceiling.oom_kills()
         save()
         print("\n[load] " + json.dumps(report))
+    assert report["oom_kills"] == 0, report
+    assert process.poll() is None, "the server died"
 
 
 def exercise_sessions(url, pid, contexts, sampler, report, save) -> None:
     tabs = [context.new_page() for context in contexts]
     for tab in tabs:
-        tab.set_default_timeout(90_000)
-    for tab in tabs:  # all five sessions connect before anything trains
+        tab.set_default_timeout(120_000)
+    for tab in tabs:  # all eight sessions connect before anything trains
         tab.goto(f"{url}/train", wait_until="domcontentloaded")
     for tab in tabs:
-        wait_for_app_idle(tab, 90_000)
+        wait_for_app_idle(tab, 120_000)
     report["threads_idle"] = thread_count(pid)
     report["rss_idle_mb"] = round(sampler.peak_mb, 1)
 
+    trainers, waiting, browsers = tabs[:MAX_JOBS], tabs[MAX_JOBS], tabs[MAX_JOBS + 1 :]
     started = time.monotonic()
-    for seed, tab in enumerate(tabs[:MAX_JOBS], start=1):
+    for seed, tab in enumerate(trainers, start=1):
         start_run(tab, seed)
-    run_ids = {seed: wait_running(tab) for seed, tab in enumerate(tabs[:MAX_JOBS], start=1)}
+    run_ids = {seed: wait_running(tab) for seed, tab in enumerate(trainers, start=1)}
     report["threads_training"] = thread_count(pid)
     cores, report["busy_threads_training"] = cpu_usage(pid)
     report["cores_training"] = round(cores, 2)
 
-    start_run(tabs[-1], SESSIONS)  # one too many: the page must say the server is busy
-    busy = main(tabs[-1]).locator('[data-testid="stAlert"]', has_text=BUSY)
+    start_run(waiting, MAX_JOBS + 1)  # one too many: the page must say the server is busy
+    busy = main(waiting).locator('[data-testid="stAlert"]', has_text=BUSY)
     busy.wait_for(timeout=60_000)
     report["busy_message"] = busy.inner_text().strip()
     save()
     assert f"training {MAX_JOBS} models, its limit" in report["busy_message"]
 
-    report["steps_seen"] = {seed: wait_step_grows(tab) for seed, tab in enumerate(tabs[:MAX_JOBS], 1)}
-    stop_run(tabs[0])  # frees a slot for the fifth session
-    wait_stopped(tabs[0])
+    # While two models train, the other sessions open every page: the memory the ceiling must hold.
+    for page_name in BROWSED:
+        for tab in browsers:
+            visit_by_sidebar(tab, page_name)
+            no_exception(tab)
+    report["rss_after_browsing_mb"] = round(sampler.peak_mb, 1)
+
+    report["steps_seen"] = {seed: wait_step_grows(tab) for seed, tab in enumerate(trainers, 1)}
+    stop_run(trainers[0])  # frees a slot for the waiting session
+    wait_stopped(trainers[0])
     time.sleep(2)  # "stopped" shows just before the thread itself ends and leaves the count
-    main(tabs[-1]).get_by_role("button", name="Start training").click()
-    run_ids[SESSIONS] = wait_running(tabs[-1])
-    report["steps_seen"][SESSIONS] = wait_step_grows(tabs[-1])
-    for tab in tabs[1:]:
+    main(waiting).get_by_role("button", name="Start training").click()
+    run_ids[MAX_JOBS + 1] = wait_running(waiting)
+    report["steps_seen"][MAX_JOBS + 1] = wait_step_grows(waiting)
+    for tab in [*trainers[1:], waiting]:
         stop_run(tab)
-    for tab in tabs[1:]:
+    for tab in [*trainers[1:], waiting]:
         wait_stopped(tab)
     report["training_phase_s"] = round(time.monotonic() - started, 1)
     report["run_ids"] = run_ids
@@ -199,27 +205,24 @@ def exercise_sessions(url, pid, contexts, sampler, report, save) -> None:
     assert set(run_ids.values()) == {1}, run_ids
     assert healthy(url)
 
-    # Each session's picker offers its own run and no other session's; its map decodes a click.
-    decoded = {}
-    for seed, tab in enumerate(tabs, start=1):
+    # Each session that trained sees its own run in its picker and no other session's run; the
+    # sessions that only browsed see none.
+    for number, tab in enumerate(tabs, start=1):
         visit_by_sidebar(tab, "Latent map")  # a reload (goto) would start a new session
+        no_exception(tab)
         chosen, options = picker_options(tab)
         runs = [o for o in options if RUN_NAME.match(o)]
-        assert len(runs) == 1 and runs[0].startswith(f"run {run_ids[seed]}:"), (run_ids[seed], options)
-        assert chosen == runs[0], (chosen, options)  # a finished run becomes the session's model
-        decoded[seed] = click_empty_spot(tab)
-        pixels = image_pixels(tab, decoded[seed]["srcs"][0])
-        # a model stopped after a few dozen steps decodes a grey blur, not yet a digit: not flat is enough
-        assert pixels.std() > 1.0, "the decoded image is one flat colour"
-        assert tab.locator('[data-testid="stException"]').count() == 0
-    report["decoded"] = {seed: POINT_TEXT.search(d["text"])[0] for seed, d in decoded.items()}
-    assert len({d["srcs"][0] for d in decoded.values()}) == SESSIONS, "two sessions decoded the same image"
+        if number <= MAX_JOBS + 1:
+            assert len(runs) == 1 and runs[0].startswith("run 1:"), (number, options)
+            assert chosen == runs[0], (chosen, options)  # a finished run becomes the session's model
+        else:
+            assert runs == [], (number, options)
 
     # Leave runs training, then close every tab: the runs must stop by themselves.
-    for seed, tab in enumerate(tabs[:MAX_JOBS], start=1):
+    for seed, tab in enumerate(trainers, start=1):
         visit_by_sidebar(tab, "Train")
         start_run(tab, 100 + seed)
-    for tab in tabs[:MAX_JOBS]:
+    for tab in trainers:
         wait_running(tab)
     report["threads_before_close"] = thread_count(pid)
     cores, report["busy_threads_before_close"] = cpu_usage(pid)
