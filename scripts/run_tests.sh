@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements-dev.txt
 python -m ruff check .
 python -m ruff format --check .
+lint-imports  # the import contract in pyproject.toml
 python -m pytest -q "$@"
