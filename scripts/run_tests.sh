@@ -5,5 +5,6 @@ cd "$(dirname "$0")/.."
 python -m pip install -q -r requirements-dev.txt
 python -m ruff check .
 python -m ruff format --check .
-lint-imports  # the import contract in pyproject.toml
+# the import contract in pyproject.toml; from the interpreter's own bin, which a pyenv shim may not know yet
+"$(python -c 'import os, sys; print(os.path.dirname(sys.executable))')/lint-imports"
 python -m pytest -q "$@"
