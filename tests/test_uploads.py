@@ -51,8 +51,8 @@ def test_light_on_dark_and_jpeg_give_the_same_digit():
     ("data", "reason"),
     [
         (b"", "empty"),
-        (b"%PDF-1.4 not an image", "not a readable PNG or JPEG"),
-        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not a readable PNG or JPEG"),
+        (b"%PDF-1.4 not an image", "not a PNG or JPEG image"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "damaged or cut short"),
         (_png(Image.new("L", (50, 50), 255)), "blank"),
         (_png(_drawn_seven(), "GIF"), "GIF"),
     ],

@@ -43,7 +43,15 @@ def save_image_grid(
     return path
 
 
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # a phone photo is 2-8 MB; more is not a picture of one digit
 MAX_UPLOAD_PIXELS = 25_000_000  # a 5000x5000 photo; larger images are refused before decoding
+UPLOAD_FORMATS = ("PNG", "JPEG")
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # the first bytes of every PNG and JPEG file
+DRAFT_SIDE = 1024  # a JPEG is decoded at 1/2, 1/4 or 1/8 scale when that still leaves this many pixels
+
+
+class UnusableImage(ValueError):
+    """An upload that is not a usable picture of a digit; the message says why and what to do."""
 
 
 def mnist_style_digit(data: bytes, image_size: int = 28) -> np.ndarray:
@@ -52,28 +60,94 @@ def mnist_style_digit(data: bytes, image_size: int = 28) -> np.ndarray:
     MNIST digits are white on black, their ink scaled to fit a 20x20 box (keeping the aspect
     ratio) and placed in a 28x28 frame with the centre of mass at the centre. We do the same:
     greyscale, invert a light background, crop to the ink, fit into 20x20, centre by mass.
-    Raises ValueError with a reason for anything that is not a usable image.
-    """
-    from PIL import Image, UnidentifiedImageError
 
+    The file is read as a person sees it: turned upright by its EXIF orientation, transparent parts
+    as the paper behind the ink, 16-bit and CMYK pixels at their true shade. Its size in bytes and
+    its declared width x height are checked before any pixel is decoded (a small file can declare
+    billions of pixels). Raises UnusableImage (a ValueError) with a reason for anything else.
+    """
     if not data:
-        raise ValueError("the file is empty")
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-            kind = probe.format
-            if width * height > MAX_UPLOAD_PIXELS:
-                raise ValueError(
-                    f"the image is {width}x{height} pixels; the limit is {MAX_UPLOAD_PIXELS:,} pixels — "
-                    "crop or shrink it first"
-                )
-            if kind not in ("PNG", "JPEG"):
-                raise ValueError(f"the file is a {kind} image; upload a PNG or JPEG")
-            probe.load()
-            grey = np.asarray(probe.convert("L"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ValueError(f"the file is not a readable PNG or JPEG image ({type(exc).__name__})") from None
+        raise UnusableImage("the file is empty")
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise UnusableImage(
+            f"the file is {len(data) / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB — "
+            "shrink the picture or save it as a JPEG"
+        )
+    grey = _decode_grey(data)
     return mnist_style_pixels(grey, image_size)
+
+
+def _decode_grey(data: bytes) -> np.ndarray:
+    """The upload's pixels as an upright (H, W) float32 greyscale picture in [0, 1]."""
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    damaged = UnusableImage(
+        "the image data is damaged or cut short (an incomplete download or copy?) — save it again and "
+        "upload the new file"
+    )
+    with warnings.catch_warnings():
+        # Pillow warns above ~89 M pixels; our own limit, checked below before decoding, is lower.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))  # reads the header only
+        except Image.DecompressionBombError:  # Pillow's own refusal, above ~179 M declared pixels
+            raise _too_large(None) from None
+        except UnidentifiedImageError:
+            if data.startswith(_SIGNATURES):  # begins like a PNG or JPEG, then breaks off or goes wrong
+                raise damaged from None
+            raise UnusableImage("the file is not a PNG or JPEG image (or any image Pillow knows)") from None
+        except Exception:  # a header so malformed that the parser itself failed
+            raise damaged from None
+        with image:
+            width, height = image.size
+            if width * height > MAX_UPLOAD_PIXELS:
+                raise _too_large((width, height))
+            if image.format not in UPLOAD_FORMATS:
+                raise UnusableImage(f"the file is a {image.format} image; upload a PNG or JPEG")
+            try:
+                if image.format == "JPEG":  # decode a big photo at a reduced scale: faster, less memory
+                    image.draft(None, (DRAFT_SIDE, DRAFT_SIDE))
+                image.load()
+                upright = ImageOps.exif_transpose(image)  # a phone photo's pixels may be stored sideways
+                return _as_grey(upright)
+            except Exception:
+                # Decoders raise many types on hostile or truncated data (OSError, SyntaxError,
+                # EOFError, struct.error, zlib.error, ValueError…): each one is the same refusal.
+                raise damaged from None
+
+
+def _too_large(size: tuple[int, int] | None) -> UnusableImage:
+    what = (
+        "the image declares too many pixels" if size is None else f"the image is {size[0]}x{size[1]} pixels"
+    )
+    return UnusableImage(
+        f"{what}; the limit is {MAX_UPLOAD_PIXELS:,} pixels (5000x5000) — crop or shrink it first"
+    )
+
+
+def _as_grey(image) -> np.ndarray:
+    """Any Pillow mode -> (H, W) float32 in [0, 1], as the picture looks on screen.
+
+    Transparency: the transparent parts are paper. A transparent PNG's hidden pixels usually hold
+    black, so flattening it naively turns black ink on a transparent background into black on black
+    ("blank"); the paper is instead the shade that contrasts with the ink (white behind dark ink).
+    """
+    mode = image.mode
+    if mode.startswith("I"):  # 16-bit greyscale PNGs: Pillow's convert("L") clips at 255, not scales
+        return np.clip(np.asarray(image, dtype=np.float32) / 65535.0, 0, 1)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
+    if not has_alpha:
+        return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    rgba = image.convert("RGBA")
+    grey = np.asarray(rgba.convert("L"), dtype=np.float32) / 255.0
+    alpha = np.asarray(rgba.getchannel("A"), dtype=np.float32) / 255.0
+    if alpha.sum() < 1e-6:
+        return np.zeros_like(grey)  # fully transparent: nothing drawn
+    ink_shade = float((grey * alpha).sum() / alpha.sum())  # the mean shade of what is drawn
+    paper = 1.0 if ink_shade < 0.5 else 0.0
+    return alpha * grey + (1.0 - alpha) * paper
 
 
 def mnist_style_pixels(grey: np.ndarray, image_size: int = 28) -> np.ndarray:
@@ -99,7 +173,7 @@ def mnist_style_pixels(grey: np.ndarray, image_size: int = 28) -> np.ndarray:
     grey = np.clip((grey - background) / max(brightest - background, 1e-6), 0, 1)
     ink = grey > 0.2
     if not ink.any():
-        raise ValueError("no digit found: the image is blank (or all one shade)")
+        raise UnusableImage("no digit found: the image is blank (or all one shade)")
     rows, cols = np.nonzero(ink)
     crop = grey[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     box = round(image_size * 20 / 28)

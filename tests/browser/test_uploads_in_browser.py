@@ -144,7 +144,7 @@ def test_own_digit_uploads_on_the_latent_map(page, app_server, tmp_path):
     for name in ("notes.png", "huge.png"):
         kind, text = results[name]
         assert kind == "error" and "was not used" in text, f"{name}: {kind}: {text}"
-    assert "not a readable PNG or JPEG" in results["notes.png"][1]
+    assert "not a PNG or JPEG image" in results["notes.png"][1]
     assert "limit" in results["huge.png"][1] and "6000x5000" in results["huge.png"][1]
     assert page.get_by_text("your digit, MNIST-style").count() == 0  # the refused file replaced it
     assert page.locator(EXCEPTION).count() == 0
