@@ -14,7 +14,6 @@ DIGIT_COLOURS = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 )  # fmt: skip
-CLICK_GRID_CURVE = 0  # the invisible grid is always the first trace of a latent map
 
 
 def as_numpy(values) -> np.ndarray:
@@ -93,79 +92,6 @@ def ellipse_points(centre, std, n_std: float = 2.0, n: int = 60) -> tuple[np.nda
     angle = np.linspace(0, 2 * np.pi, n)
     centre, std = as_numpy(centre), as_numpy(std)
     return centre[0] + n_std * std[0] * np.cos(angle), centre[1] + n_std * std[1] * np.sin(angle)
-
-
-def latent_map_figure(
-    plane,
-    labels,
-    bounds: tuple[float, float, float, float],
-    axis_titles: tuple[str, str] = ("z₁", "z₂"),
-    grid_size: int = 80,
-    clicked_point: tuple[float, float] | None = None,
-    posterior: tuple | None = None,
-    height: int = 520,
-    own_digit: tuple[float, float] | None = None,
-) -> go.Figure:
-    """Encoded digits coloured by label over an invisible grid of clickable points.
-
-    Plotly reports clicks only on points, never on empty space, so trace 0 is an 80x80 grid of
-    invisible markers covering the plane: a click anywhere selects the nearest grid point, whose
-    coordinates are decoded. Digit markers come after it so a click on a digit selects the digit
-    (customdata = its index). `posterior` = (mean (2,), std (2,)) draws a 2-sigma ellipse.
-
-    The grid and the digits, 8,400 points, are WebGL traces: every click re-sends the figure, and
-    the browser redrawing them as SVG made click -> image take 0.93 s at the median; as WebGL
-    0.42 s, and 0.37 s with float32 coordinates (bench/click_latency.py, same machine, software
-    rendering). The few marks on top stay SVG.
-    """
-    x0, x1, y0, y1 = bounds
-    # float32 and int32: the figure is re-sent on every click, and half the bytes is less to parse
-    grid = np.meshgrid(np.linspace(x0, x1, grid_size), np.linspace(y0, y1, grid_size))
-    gx, gy = (axis.astype(np.float32) for axis in grid)
-    figure = go.Figure()
-    figure.add_trace(
-        go.Scattergl(
-            x=gx.ravel(), y=gy.ravel(), mode="markers", name="plane",
-            marker={"size": 4, "opacity": 0, "color": "#000"},
-            hoverinfo="none", showlegend=False,
-        )
-    )  # fmt: skip
-    points, labels = as_numpy(plane).astype(np.float32), as_numpy(labels)
-    index = np.arange(len(points), dtype=np.int32)
-    add_digits_by_class(figure, points, labels, size=5, opacity=0.75, index=index, trace=go.Scattergl)
-    if (labels < 0).all():
-        figure.add_trace(
-            go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", name="digits", customdata=index,
-                         marker={"size": 5, "color": "#555", "opacity": 0.6})
-        )  # fmt: skip
-    if posterior is not None:
-        ex, ey = ellipse_points(*posterior)
-        figure.add_trace(
-            go.Scatter(x=ex, y=ey, mode="lines", name="q(z|x), 2σ", line={"color": "black", "width": 2},
-                       hoverinfo="skip", showlegend=False)
-        )  # fmt: skip
-    if own_digit is not None:
-        figure.add_trace(
-            go.Scatter(x=[own_digit[0]], y=[own_digit[1]], mode="markers", name="your digit",
-                       marker={"symbol": "star", "size": 18, "color": "gold", "line": {"width": 1.5, "color": "black"}},
-                       hoverinfo="skip")
-        )  # fmt: skip
-    if clicked_point is not None:
-        figure.add_trace(
-            go.Scatter(
-                x=[clicked_point[0]], y=[clicked_point[1]], mode="markers", name="decoded point",
-                marker={"symbol": "x", "size": 14, "color": "black", "line": {"width": 2}}, hoverinfo="skip",
-                showlegend=False,  # a legend entry would narrow the plot and move points under the cursor
-            )
-        )  # fmt: skip
-    figure.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, clickmode="event+select",
-        dragmode="pan", hovermode="closest", legend={"title": "digit", "itemsizing": "constant"},
-        uirevision="latent-map",
-    )  # fmt: skip
-    figure.update_xaxes(title=axis_titles[0], range=[x0, x1], zeroline=False)
-    figure.update_yaxes(title=axis_titles[1], range=[y0, y1], zeroline=False)
-    return figure
 
 
 def curve_figure(curve: list[dict], height: int = 300) -> go.Figure:

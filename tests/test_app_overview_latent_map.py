@@ -1,9 +1,9 @@
 """App tests (streamlit AppTest) for the Overview and Latent map pages, and the map's click handler.
 
-AppTest cannot click a chart, so a click is fed the way the page itself stores one (a MapClick
-under `latent_click:<model key>` in session state), and the plotly-selection -> MapClick handler is
-tested on its own with selections shaped like the ones the browser sends (tests/browser clicks for
-real). Models: whatever the sidebar offers, in its order; no model names are assumed.
+AppTest cannot run the latent plane component, so a click is fed the way the page itself stores one
+(a MapClick under `latent_click:<model key>` in session state); the component's click values and
+the bytes it is sent are tested on their own here (tests/browser/test_latent_plane.py drives the
+real thing). Models: whatever the sidebar offers, in its order; no model names are assumed.
 """
 
 from __future__ import annotations
@@ -15,10 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.figures import CLICK_GRID_CURVE, latent_map_figure, plane_bounds
+from explorer.latent_plane import (
+    click_value,
+    mlp_decoder_layers,
+    model_payload,
+    pack_payload,
+    payload_id,
+    posterior_ellipse,
+)
 from explorer.registry import load_pretrained_models
-from explorer.selection import MapClick, click_from_selection
-from vae_core import decode
+from explorer.resources import LatentCodes
+from explorer.selection import MapClick
+from vae_core import LatentProjection, ModelConfig, build_model, decode
 from vae_core.models import count_parameters
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -118,10 +126,15 @@ def open_latent_map():
     return at
 
 
+def plane_elements(node) -> list:
+    """The latent plane component's view (AppTest shows a v2 component as an unknown element)."""
+    return [e for e in node.get("bidi_component") if str(e.key or "").startswith("latent_plane:")]
+
+
 def decoded_panel(at) -> tuple[list[str], str]:
     """Image captions and markdown of the map's right-hand column (the one without the chart)."""
     columns = list(at.columns)
-    beside_chart = [i + 1 for i, column in enumerate(columns[:-1]) if column.get("plotly_chart")]
+    beside_chart = [i + 1 for i, column in enumerate(columns[:-1]) if plane_elements(column)]
     assert beside_chart, "no column holds the latent map"
     right = columns[beside_chart[0]]
     captions = [caption for image in right.image for caption in image.captions]
@@ -134,8 +147,9 @@ def test_latent_map_renders_and_waits_for_a_click(entries):
     assert any("test digits placed at their encoder means" in c.value for c in at.caption)
     assert [i.value for i in at.info] == ["Click anywhere on the map."]
     assert any(c.startswith("Decoded 12×12 grid") for c in image_captions(at))
-    # the plotly chart has no AppTest element of its own; it is there as an unknown element
-    assert len(at.get("plotly_chart")) == 1
+    # the component has no AppTest element of its own; it is there as an unknown element, keyed
+    assert len(plane_elements(at)) == 1
+    assert not at.get("plotly_chart"), "the invisible-grid plotly map is gone"
 
 
 def test_latent_map_decodes_a_clicked_point_and_shows_a_clicked_digit(entries):
@@ -201,73 +215,100 @@ def test_each_model_keeps_its_own_click(entries):
     assert "**Point** (0.250, 0.250)" in decoded_panel(at)[1]
 
 
-# --- the click handler ---------------------------------------------------------------------------
+# --- the click values and the payload ----------------------------------------------------------
 
 
-def selection(*points) -> dict:
-    """A plotly chart's selection state as st.plotly_chart(on_select=...) stores it."""
-    return {
-        "points": list(points),
-        "point_indices": [p["point_index"] for p in points],
-        "box": [],
-        "lasso": [],
-    }
+def test_click_values_are_points_or_digit_indices():
+    assert click_value({"x": 0.25, "y": -1}) == (0.25, -1.0, None)
+    assert click_value({"digit": 7}) == (0.0, 0.0, 7)
+    for bad in (None, "x", {}, {"x": 1}, {"x": "1", "y": 2}, {"x": float("nan"), "y": 0},
+                {"digit": -1}, {"digit": True}, {"digit": "3"}, {"x": True, "y": 0}):  # fmt: skip
+        assert click_value(bad) is None, bad
 
 
-@pytest.fixture(scope="module")
-def small_map():
+def unpack(blob: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    """An independent reader of the VLP1 format (plane.js's parseBlob, in numpy)."""
+    import json
+    import struct
+
+    assert blob[:4] == b"VLP1"
+    (length,) = struct.unpack("<I", blob[4:8])
+    header = json.loads(blob[8 : 8 + length])
+    body = 8 + length + (-(8 + length) % 8)
+    dtypes = {"f4": np.float32, "i1": np.int8, "u1": np.uint8}
+    arrays = {}
+    for name, spec in header["arrays"].items():
+        dtype = np.dtype(dtypes[spec["dtype"]])
+        start = body + spec["offset"]
+        assert start % 8 == 0, "typed arrays need aligned offsets"
+        count = int(np.prod(spec["shape"]))
+        arrays[name] = np.frombuffer(blob, dtype, count, start).reshape(spec["shape"])
+    return header, arrays
+
+
+def test_a_payload_round_trips_and_its_id_follows_its_content():
+    arrays = {"a": np.arange(5, dtype=np.float32), "b": np.array([1, -2, 3], dtype=np.int8)}
+    blob = pack_payload("model", {"n": 1}, arrays)
+    header, read = unpack(blob)
+    assert header["id"] == payload_id(blob) and header["meta"] == {"n": 1}
+    for name in arrays:
+        np.testing.assert_array_equal(read[name], arrays[name])
+    assert payload_id(pack_payload("model", {"n": 1}, arrays)) == payload_id(blob)  # stable
+    changed = {**arrays, "a": arrays["a"] + 1}
+    assert payload_id(pack_payload("model", {"n": 1}, changed)) != payload_id(blob)
+
+
+def test_the_model_payload_holds_the_decoder_and_the_plane_map(entries):
+    entry = next(e for e in entries.values() if e.config.conditional) if any(
+        e.config.conditional for e in entries.values()) else next(iter(entries.values()))  # fmt: skip
+    generator = torch.Generator().manual_seed(1)
+    mu = torch.randn(50, entry.config.latent_dim, generator=generator)
+    projection = LatentProjection.fit(mu)
+    codes = LatentCodes(mu, mu.abs(), projection.to_plane(mu), torch.arange(50) % 10, projection)
+    header, arrays = unpack(model_payload(entry, codes))
+    meta = header["meta"]
+    assert meta["decodable"] and meta["count"] == 50 and meta["latent_dim"] == entry.config.latent_dim
+    np.testing.assert_array_equal(arrays["points"], codes.plane.numpy())
+    np.testing.assert_array_equal(arrays["labels"], (torch.arange(50) % 10).numpy())
+    # decode a few plane points with numpy from the payload alone: equal to vae_core.decode
+    plane = torch.randn(20, 2, generator=generator)
+    z = arrays["mean"] + plane.numpy()[:, : meta["plane_dims"]] @ arrays["components"]
+    h = z
+    if meta["conditional"]:
+        h = np.concatenate([z, np.eye(10, dtype=np.float32)[np.arange(20) % 10]], axis=1)
+    for i in range(meta["layers"]):
+        h = h @ arrays[f"W{i}"].T + arrays[f"b{i}"]
+        if i < meta["layers"] - 1:
+            h = np.maximum(h, 0)  # the pretrained models use ReLU
+    labels = torch.arange(20) % 10 if entry.config.conditional else None
+    expected = decode(entry.model, projection.from_plane(plane), labels).numpy()
+    np.testing.assert_allclose(1 / (1 + np.exp(-h)), expected, atol=1e-5)
+
+
+def test_a_conv_decoder_is_not_sent_to_the_browser():
+    model = build_model(ModelConfig(kind="conv", latent_dim=2, hidden=(64,), image_size=14))
+    assert mlp_decoder_layers(model) is None
+    assert mlp_decoder_layers(build_model(ModelConfig(kind="mlp", latent_dim=2, hidden=(16,)))) is not None
+
+
+def test_the_posterior_ellipse_is_the_projected_gaussians_2_sigma_contour():
+    # 2-D: axis-aligned, radii 2σ
+    identity = LatentProjection.fit(torch.zeros(3, 2))
+    cx, cy, rx, ry, angle = posterior_ellipse(torch.tensor([1.0, -2.0]), torch.tensor([0.3, 0.1]), identity)
+    assert (cx, cy) == (1.0, -2.0)
+    assert {round(rx, 6), round(ry, 6)} == {0.6, 0.2}
+    # PCA: the ellipse's points satisfy the projected covariance's 2σ equation
     generator = torch.Generator().manual_seed(0)
-    plane = torch.randn(60, 2, generator=generator)
-    labels = torch.arange(60) % 10
-    return latent_map_figure(plane, labels, plane_bounds(plane), grid_size=20)
-
-
-def grid_point(figure, i: int) -> dict:
-    grid = figure.data[CLICK_GRID_CURVE]
-    return {"curve_number": CLICK_GRID_CURVE, "point_number": i, "point_index": i,
-            "x": float(grid.x[i]), "y": float(grid.y[i])}  # fmt: skip
-
-
-def digit_point(figure, curve: int, i: int, wrap_customdata: bool = False) -> dict:
-    trace = figure.data[curve]
-    custom = int(trace.customdata[i])
-    return {"curve_number": curve, "point_number": i, "point_index": i, "x": float(trace.x[i]),
-            "y": float(trace.y[i]), "customdata": [custom] if wrap_customdata else custom}  # fmt: skip
-
-
-def test_a_grid_click_decodes_that_point(small_map):
-    point = grid_point(small_map, 123)
-    click = click_from_selection(selection(point))
-    assert click == MapClick(point["x"], point["y"])
-    assert not click.on_digit
-
-
-@pytest.mark.parametrize("wrap_customdata", [False, True])
-def test_a_digit_click_names_the_digit(small_map, wrap_customdata):
-    curve = 4  # the trace of digit 3 (trace 0 is the grid)
-    point = digit_point(small_map, curve, 2, wrap_customdata)
-    click = click_from_selection(selection(point))
-    index = int(small_map.data[curve].customdata[2])
-    assert click == MapClick(point["x"], point["y"], index)
-    assert click.on_digit and index % 10 == 3
-
-
-def test_the_last_point_of_a_multi_point_selection_wins(small_map):
-    click = click_from_selection(selection(digit_point(small_map, 2, 0), grid_point(small_map, 5)))
-    assert not click.on_digit
-    click = click_from_selection(selection(grid_point(small_map, 5), digit_point(small_map, 2, 0)))
-    assert click.on_digit
-
-
-@pytest.mark.parametrize("empty", [None, {}, {"points": []}, selection()])
-def test_an_empty_selection_is_no_click(empty):
-    # a changed figure resets the chart's selection to empty: that must not erase the last click
-    assert click_from_selection(empty) is None
-
-
-def test_camel_case_keys_and_a_point_without_customdata():
-    assert click_from_selection(
-        {"points": [{"curveNumber": 3, "x": 1, "y": 2, "customdata": 9}]}
-    ) == MapClick(1.0, 2.0, 9)
-    # any other curve without customdata (say a future overlay) decodes the point like the grid
-    assert click_from_selection({"points": [{"curve_number": 12, "x": 1.5, "y": -2}]}) == MapClick(1.5, -2.0)
+    latents = torch.randn(200, 5, generator=generator) * torch.tensor([3.0, 2.0, 1.0, 0.5, 0.2])
+    projection = LatentProjection.fit(latents)
+    sigma = torch.tensor([0.5, 0.2, 0.9, 0.1, 0.3])
+    cx, cy, rx, ry, angle = posterior_ellipse(latents[0], sigma, projection)
+    a = projection.components.double()
+    cov = (a * sigma.double() ** 2) @ a.T
+    t = np.linspace(0, 2 * np.pi, 13)
+    local = np.stack([rx * np.cos(t), ry * np.sin(t)])
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    offsets = (rotation @ local).T  # (13, 2)
+    mahalanobis = np.einsum("ni,ij,nj->n", offsets, np.linalg.inv(cov.numpy()), offsets)
+    np.testing.assert_allclose(mahalanobis, 4.0, rtol=1e-6)
+    np.testing.assert_allclose([cx, cy], projection.to_plane(latents[:1])[0].numpy(), atol=1e-6)

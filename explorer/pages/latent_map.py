@@ -8,9 +8,10 @@ import torch
 
 from explorer.drawing_canvas import draw_digit
 from explorer.exports import digit_grid_png
-from explorer.figures import grid_picture, latent_map_figure, plane_bounds
-from explorer.resources import digits_for, latent_codes
-from explorer.selection import MapClick, click_from_selection
+from explorer.figures import grid_picture, plane_bounds
+from explorer.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
+from explorer.resources import digits_for
+from explorer.selection import MapClick
 from explorer.share_links import (
     DIGIT_PARAM,
     LABEL_PARAM,
@@ -35,7 +36,7 @@ from vae_core.images import mnist_style_digit, mnist_style_pixels
 
 entry = model_picker()
 config = entry.config
-codes = latent_codes(entry)
+codes = plane_codes(entry)  # every explored digit: 10,000 on full MNIST
 digits = digits_for(entry)
 bounds = plane_bounds(codes.plane)
 click_key = f"latent_click:{entry.key}"
@@ -49,8 +50,10 @@ pca_note = (
     else ""
 )
 st.caption(
-    f"{len(codes.plane):,} test digits placed at their encoder means, coloured by label. Click empty "
-    "space to decode that point; click a digit to see it, its reconstruction and its posterior." + pca_note
+    f"{len(codes.plane):,} test digits placed at their encoder means, coloured by label (the legend "
+    "toggles classes; wheel zooms, drag pans, double-click refits). Hover to decode any point in your "
+    "browser; click empty space to decode that point here, or a digit to see it, its reconstruction and "
+    "its posterior." + pca_note
 )
 
 
@@ -92,39 +95,47 @@ def _test_elbos(entry) -> torch.Tensor:
     return elbo_terms(entry.model, digits.subset(slice(0, n)).fixed_binary(), labels).elbo
 
 
-def _remember_click(chart_key: str) -> None:
-    click = click_from_selection(st.session_state[chart_key].get("selection"))
-    if click is not None and not click.on_digit:  # decode the point as a link will carry it
-        click = MapClick(*round_point((click.x, click.y)))
-    if click is not None:  # a changed figure resets the selection: keep the last real click
-        st.session_state[click_key] = click
+def _remember_click(value) -> None:
+    """The component's click: a point of the plane (rounded as a link keeps it) or a digit's index."""
+    click = click_value(value)
+    if click is None or (click[2] is not None and click[2] >= len(codes.plane)):
+        return
+    x, y, digit = click
+    if digit is None:
+        st.session_state[click_key] = MapClick(*round_point((x, y)))
+    else:
+        st.session_state[click_key] = MapClick(
+            float(codes.plane[digit, 0]), float(codes.plane[digit, 1]), digit
+        )
 
 
 @st.fragment
 def map_and_decoded() -> None:
     click = st.session_state.get(click_key)
-    chart_key = f"latent_map_chart:{entry.key}"
-    posterior = None
-    if click is not None and click.on_digit and not codes.projection.is_pca and config.latent_dim == 2:
-        posterior = (codes.mu[click.digit_index], codes.sigma[click.digit_index])
-    clicked_point = (click.x, click.y) if click is not None and not click.on_digit else None
+    on_digit = click is not None and click.on_digit
     own = st.session_state.get(own_key)
-    figure = latent_map_figure(
-        codes.plane, codes.labels, bounds, codes.projection.axis_labels(), clicked_point=clicked_point,
-        posterior=posterior, own_digit=own["plane"] if own else None,
-    )  # fmt: skip
+    decoded = z = None
+    if click is not None and not on_digit:
+        z = codes.projection.from_plane(torch.tensor([[click.x, click.y]]))
+        decoded = decode(entry.model, z, labels_for(entry, torch.tensor([condition or 0])))[0]
     left, right = st.columns([3, 1])
     with left:
-        st.plotly_chart(
-            figure, key=chart_key, on_select=lambda: _remember_click(chart_key), selection_mode="points",
-            config={"displayModeBar": False, "scrollZoom": False},
+        latent_plane(
+            entry, codes, key=f"latent_plane:{entry.key}", on_click=_remember_click, bounds=bounds,
+            label=condition, clicked=(click.x, click.y) if click is not None and not on_digit else None,
+            clicked_digit=click.digit_index if on_digit else None,
+            ellipse=posterior_ellipse(codes.mu[click.digit_index], codes.sigma[click.digit_index], codes.projection)
+            if on_digit else None,
+            star=own["plane"] if own else None,
+            thumbnails=len(codes.plane) if st.session_state.get("map_thumbnails") else 0,
+            decoded_by_server=server_image(decoded, f"decoded by the server at ({click.x:.3f}, {click.y:.3f})")
+            if decoded is not None and entry.config.kind != "mlp" else None,
         )  # fmt: skip
     with right:
         if click is None:
             st.info("Click anywhere on the map.")
         elif not click.on_digit:
-            z = codes.projection.from_plane(torch.tensor([[click.x, click.y]]))
-            probs = decode(entry.model, z, labels_for(entry, torch.tensor([condition or 0])))[0]
+            probs = decoded
             show_digit(probs, "decoded point", config.image_size, right)
             st.markdown(f"**Point** ({click.x:.3f}, {click.y:.3f})")
             if codes.projection.is_pca:
@@ -147,6 +158,9 @@ def map_and_decoded() -> None:
                 + ")"
             )  # fmt: skip
             st.session_state["latent_map_last_decoded"] = recon.numpy()
+        st.toggle(
+            "Thumbnails", key="map_thumbnails", help="Draw each test digit as a small image at its place"
+        )
         shared = {LABEL_PARAM: condition}
         if click is not None:
             shared.update(

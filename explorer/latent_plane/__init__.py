@@ -1,0 +1,269 @@
+"""The latent plane: a Streamlit component (st.components.v2) that draws encoded digits on a canvas
+and decodes the point under the cursor in the browser.
+
+Data flow (DESIGN.md §4). When a plane is drawn, Python mounts two things:
+  * a payload (bytes, one per model): plane coordinates and labels of every explored digit, the
+    MLP decoder's weights and the plane -> latent map. Its bytes are the same on every rerun, so
+    Streamlit's message cache sends them to a browser once; plane.js parses them once per model id.
+  * a view (small JSON): which model, the overlays (clicked point, 2σ ellipse, your digit's star,
+    an interpolation path), the label a conditional model decodes with.
+Hovering, zooming and panning never talk to the server. A click is a trigger value:
+{"x", "y"} for a point of the plane or {"digit": index} for the digit under the cursor.
+
+Payload format "VLP1": b"VLP1", a little-endian uint32 header length, a JSON header
+{"kind", "id", "meta", "arrays": {name: {"dtype", "shape", "offset"}}}, then the arrays, each at an
+8-byte aligned offset (float32 "f4", int8 "i1", uint8 "u1").
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import struct
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from torch import nn
+
+from vae_core import LatentProjection, encode
+
+from ..figures import plane_bounds
+from ..registry import ModelEntry
+from ..resources import LatentCodes, digits_for, latent_codes
+
+_HERE = Path(__file__).resolve().parent
+# Inline JS/CSS read from the package (no asset_dir manifest: the app runs from a checkout, which may
+# be read-only; nothing is fetched from a CDN).
+PLANE_JS = (_HERE / "plane.js").read_text(encoding="utf-8")
+PLANE_CSS = (_HERE / "plane.css").read_text(encoding="utf-8")
+_component = st.components.v2.component("vae_explorer.latent_plane", js=PLANE_JS, css=PLANE_CSS)
+
+MAGIC = b"VLP1"
+_DTYPES = {np.dtype(np.float32): "f4", np.dtype(np.int8): "i1", np.dtype(np.uint8): "u1"}
+THUMBNAIL_CELL = 14  # thumbnails are drawn from 14x14 ink (28x28 digits are 2x2 averaged in the browser)
+CONV_NOTE = (
+    "This model's decoder is convolutional, which the browser does not run: hovering shows no "
+    "digit, and a click asks the server to decode the point."
+)
+
+
+# --- what the plane shows ------------------------------------------------------------------------
+def plane_codes(entry: ModelEntry) -> LatentCodes:
+    """Encoder means and stds of every explored digit (10,000 on full MNIST) and their plane points.
+
+    The plane is the one the other pages use (`latent_codes`, fitted on the first digits), so a
+    shared point z=x,y means the same latent everywhere.
+    """
+
+    def compute() -> LatentCodes:
+        projection = latent_codes(entry).projection
+        digits = digits_for(entry)
+        labels = digits.labels
+        mus, sigmas = [], []
+        for start in range(0, len(digits), 2000):  # bounded memory for conv encoders
+            part = slice(start, min(start + 2000, len(digits)))
+            x = digits.subset(part).fixed_binary()  # what the model saw in training: binary
+            mu, sigma = encode(entry.model, x, labels[part] if entry.config.conditional else None)
+            mus.append(mu.cpu())
+            sigmas.append(sigma.cpu())
+        mu, sigma = torch.cat(mus), torch.cat(sigmas)
+        return LatentCodes(mu, sigma, projection.to_plane(mu), labels, projection)
+
+    return entry.cached("plane_codes", compute)
+
+
+def mlp_decoder_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The decoder's Linear layers as float32 (weight (out, in), bias (out,)), or None when the
+    decoder is not a plain MLP (a conv decoder), which the browser cannot run."""
+    net = getattr(model.decoder, "net", None)
+    if not isinstance(net, nn.Sequential):
+        return None
+    layers = []
+    for module in net:
+        if isinstance(module, nn.Linear):
+            weight = module.weight.detach().to("cpu", torch.float32).numpy()
+            layers.append(
+                (np.ascontiguousarray(weight), module.bias.detach().to("cpu", torch.float32).numpy())
+            )
+        elif not isinstance(module, (nn.ReLU, nn.ELU, nn.Tanh)):
+            return None
+    return layers or None
+
+
+def posterior_ellipse(mu, sigma, projection: LatentProjection, n_std: float = 2.0) -> list[float]:
+    """q(z|x) = N(mu, diag(sigma²)) seen on the plane, as an ellipse [cx, cy, rx, ry, angle (rad)].
+
+    The plane shows A (z - mean) with A the projection's rows, so the projected Gaussian has
+    covariance A diag(sigma²) Aᵀ (axis-aligned for a 2-D model; rotated under PCA). The radii are
+    n_std standard deviations along its principal axes.
+    """
+    mu = torch.as_tensor(mu, dtype=torch.float32).reshape(1, -1)
+    sigma = torch.as_tensor(sigma, dtype=torch.float32).reshape(-1)
+    centre = projection.to_plane(mu)[0]
+    a = projection.components.to(torch.float64)  # (k, L)
+    cov = (a * sigma.to(torch.float64) ** 2) @ a.T  # (k, k)
+    if cov.shape[0] < 2:  # 1-D latents: the plane's y axis is unused
+        return [float(centre[0]), float(centre[1]), n_std * float(cov[0, 0].sqrt()), 0.0, 0.0]
+    variances, axes = torch.linalg.eigh(cov)  # ascending
+    major = axes[:, 1]
+    angle = float(torch.atan2(major[1], major[0]))
+    radii = n_std * variances.clamp_min(0).sqrt()
+    return [float(centre[0]), float(centre[1]), float(radii[1]), float(radii[0]), angle]
+
+
+# --- the bytes the browser gets ------------------------------------------------------------------
+def pack_payload(kind: str, meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """A VLP1 blob (see the module docstring); its id is a hash of its content.
+
+    Array offsets count from the body, which starts at the first multiple of 8 after the header.
+    """
+    specs, chunks, offset = {}, [], 0
+    for name, array in arrays.items():
+        array = np.ascontiguousarray(array)
+        specs[name] = {"dtype": _DTYPES[array.dtype], "shape": list(array.shape), "offset": offset}
+        data = array.tobytes()
+        chunks.append(data + b"\0" * (-len(data) % 8))
+        offset += len(chunks[-1])
+    body = b"".join(chunks)
+    digest = hashlib.sha1(body + json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    header = json.dumps({"kind": kind, "id": f"{kind}-{digest}", "meta": meta, "arrays": specs}).encode()
+    padding = -(8 + len(header)) % 8
+    return MAGIC + struct.pack("<I", len(header)) + header + b"\0" * padding + body
+
+
+def payload_id(blob: bytes) -> str:
+    (length,) = struct.unpack("<I", blob[4:8])
+    return json.loads(blob[8 : 8 + length])["id"]
+
+
+def model_payload(entry: ModelEntry, codes: LatentCodes) -> bytes:
+    """Points, labels, the plane -> latent map and (MLP decoders) the decoder's float32 weights.
+
+    float16 weights would halve the bytes but moved decoded pixels by up to 2.5e-3 on the
+    pretrained models, over the 1e-3 the browser's decode must stay within.
+    """
+    config = entry.config
+    layers = mlp_decoder_layers(entry.model)
+    labels = codes.labels.numpy() if codes.labels is not None else np.full(len(codes.plane), -1)
+    arrays = {
+        "points": codes.plane.numpy().astype(np.float32),  # (N, 2)
+        "labels": labels.astype(np.int8),  # (N,), -1 = unlabelled
+        "mean": codes.projection.mean.numpy().astype(np.float32),  # (L,)
+        "components": codes.projection.components.numpy().astype(np.float32),  # (k, L)
+    }
+    for i, (weight, bias) in enumerate(layers or []):
+        arrays[f"W{i}"], arrays[f"b{i}"] = weight, bias
+    meta = {
+        "latent_dim": config.latent_dim,
+        "plane_dims": int(codes.projection.components.shape[0]),
+        "conditional": bool(config.conditional),
+        "num_classes": config.num_classes,
+        "image_size": config.image_size,
+        "activation": config.activation,
+        "layers": len(layers or []),
+        "decodable": layers is not None,
+        "axis_labels": list(codes.projection.axis_labels()),
+        "count": len(codes.plane),
+    }
+    return pack_payload("model", meta, arrays)
+
+
+def thumbnail_payload(entry: ModelEntry, count: int, model_id: str) -> bytes:
+    """The first `count` explored digits, binary and bit-packed (N, ceil(D/8)): thumbnails."""
+    digits = digits_for(entry)
+    binary = digits.subset(slice(0, count)).fixed_binary().numpy() > 0.5
+    bits = np.packbits(binary.astype(np.uint8), axis=1)
+    meta = {"model": model_id, "count": int(count), "image_size": entry.config.image_size,
+            "stride": int(bits.shape[1])}  # fmt: skip
+    return pack_payload("thumbnails", meta, {"bits": bits})
+
+
+def cached_model_payload(entry: ModelEntry, codes: LatentCodes) -> bytes:
+    return entry.cached("plane_payload", lambda: model_payload(entry, codes))
+
+
+def server_image(probs, text: str) -> dict:
+    """A server-decoded digit for the component to show (conv decoders): uint8 pixels, base64."""
+    pixels = (np.clip(np.asarray(probs, dtype=np.float32).reshape(-1), 0, 1) * 255).round().astype(np.uint8)
+    return {"pixels": base64.b64encode(pixels.tobytes()).decode("ascii"), "text": text}
+
+
+# --- mounting ------------------------------------------------------------------------------------
+def _mount_payload(blob: bytes) -> None:
+    # keyed by content: the same model's bytes keep one element, so reruns send a reference to them
+    _component(key=f"vlp_{payload_id(blob)}", data=blob, height="content")
+
+
+def latent_plane(
+    entry: ModelEntry,
+    codes: LatentCodes,
+    *,
+    key: str,
+    on_click: Callable[[dict], None] | None = None,
+    bounds: tuple[float, float, float, float] | None = None,
+    label: int | None = None,
+    clicked: tuple[float, float] | None = None,
+    clicked_digit: int | None = None,
+    ellipse: list[float] | None = None,
+    star: tuple[float, float] | None = None,
+    thumbnails: int = 0,
+    decoded_by_server: dict | None = None,
+    prompt: str = "",
+    height: int = 520,
+    pick_digits: bool = True,
+    payload: bytes | None = None,
+) -> None:
+    """Draw the plane of `codes` for `entry`; `on_click(value)` runs (as a widget callback, before the
+    rerun) with {"x", "y"} or {"digit": i}. `thumbnails` > 0 draws that many digits as images.
+    """
+    blob = payload if payload is not None else cached_model_payload(entry, codes)
+    model_id = payload_id(blob)
+    decodable = mlp_decoder_layers(entry.model) is not None
+    view = {
+        "view_key": key,
+        "model": model_id,
+        "height": height,
+        "bounds": list(bounds or plane_bounds(codes.plane)),
+        "label": int(label or 0),
+        "clicked": list(clicked) if clicked is not None else None,
+        "clicked_digit": clicked_digit,
+        "ellipse": ellipse,
+        "star": list(star) if star is not None else None,
+        "thumbnails": bool(thumbnails),
+        "server_image": decoded_by_server,
+        "prompt": prompt or ("Hover to decode; click to choose." if decodable else "Click to decode."),
+        "note": "" if decodable else CONV_NOTE,
+        "pick_digits": pick_digits,
+        "clicks": on_click is not None,
+    }
+
+    def clicked_now() -> None:
+        value = (st.session_state.get(key) or {}).get("click")
+        if on_click is not None and isinstance(value, dict):
+            on_click(value)
+
+    _component(key=key, data=view, height="content", on_click_change=clicked_now)
+    _mount_payload(blob)
+    if thumbnails:
+        _mount_payload(entry.cached(f"plane_thumbs:{thumbnails}",
+                                    lambda: thumbnail_payload(entry, thumbnails, model_id)))  # fmt: skip
+
+
+def click_value(value) -> tuple[float, float, int | None] | None:
+    """A click trigger value as (x, y, digit index or None); None for anything malformed.
+
+    The browser is trusted code but the value travels over the websocket: check it.
+    """
+    if not isinstance(value, dict):
+        return None
+    digit = value.get("digit")
+    if isinstance(digit, int) and not isinstance(digit, bool) and digit >= 0:
+        return (0.0, 0.0, digit)
+    x, y = value.get("x"), value.get("y")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (x, y)):
+        return (float(x), float(y), None)
+    return None
