@@ -9,7 +9,7 @@ so a model's numbers do not depend on which model it is compared with.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -176,6 +176,11 @@ def summarise(
         recon=recon, kl=kl, activity=activity_of(entry, digits), bounds=bounds,
         activity_digits=min(ACTIVITY_DIGITS, len(digits)), bound_digits=min(BOUND_DIGITS, len(digits)),
     )  # fmt: skip
+
+
+def comparison_choices(models: Mapping[str, ModelEntry], shown_key: str) -> list[str]:
+    """The keys the "Compare with" picker offers: every model but the one on the card already."""
+    return [key for key in models if key != shown_key]
 
 
 def distinct_names(first: ModelEntry, second: ModelEntry) -> tuple[str, str]:

@@ -109,22 +109,29 @@ def test_picking_a_second_model_shows_both_side_by_side_with_their_own_numbers(a
     assert any(c.value.startswith("ELBO (k=1)") for c in app.caption)
 
 
-def test_comparing_a_model_with_itself_says_so(app, models):
-    app.selectbox(key=COMPARE).select(models["flat"].key).run()
-    assert not app.exception
-    assert comparison_tables(app) == []
-    assert [i.value for i in app.info] == [
-        "**flat** is the model on the card already: pick a different one to compare with."
-    ]
+def offered(at, models) -> set[str]:
+    """The models the "Compare with" picker offers, by name."""
+    labels = {entry.label: entry.name for entry in models.values()}
+    return {labels[option] for option in at.selectbox(key=COMPARE).options if option in labels}
 
 
-def test_switching_the_card_to_the_compared_model_turns_the_comparison_into_that_message(app, models):
+def test_the_picker_never_offers_the_model_on_the_card(app, models):
+    assert "flat" not in offered(app, models) and "labelled" in offered(app, models)
+    app.sidebar.selectbox(key="model_picker").select(models["labelled"].key).run()
+    assert "labelled" not in offered(app, models) and "flat" in offered(app, models)
+
+
+def test_switching_the_card_to_the_compared_model_drops_it_from_the_picker_until_the_card_moves_on(
+    app, models
+):
     app.selectbox(key=COMPARE).select(models["labelled"].key).run()
     app.sidebar.selectbox(key="model_picker").select(models["labelled"].key).run()
-    assert not app.exception
+    assert not app.exception, [e.value for e in app.exception]
     assert comparison_tables(app) == []
-    assert any("**labelled** is the model on the card already" in i.value for i in app.info)
-    # and back: the comparison returns from the models' caches
+    assert app.selectbox(key=COMPARE).value is None and "labelled" not in offered(app, models)
+    assert any("Pick a model to set beside **labelled**" in c.value for c in app.caption)
+    # and back: the remembered comparison returns, from the models' caches
     app.sidebar.selectbox(key="model_picker").select(models["flat"].key).run()
+    assert app.selectbox(key=COMPARE).value == models["labelled"].key
     (table,) = comparison_tables(app)
     assert list(table.columns)[:2] == ["flat", "labelled"]

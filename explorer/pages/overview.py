@@ -13,6 +13,7 @@ from explorer.model_comparison import (
     activity_of,
     bounds_of,
     bounds_overlay_figure,
+    comparison_choices,
     comparison_table,
     distinct_names,
     kl_overlay_figure,
@@ -25,6 +26,7 @@ from vae_core import sample_prior
 from vae_core.models import count_parameters
 
 COMPARE_WITH = "compare_with"
+COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it
 
 
 def _bounds_with_progress(entry, name: str, bar, share: tuple[float, float] = (0.0, 1.0)):
@@ -218,10 +220,16 @@ if "iwae_curve" in entry.cache:
 
 st.subheader("Compare with another model")
 models = available_models()
+choices = comparison_choices(models, entry.key)
+# The pick is remembered apart from the widget: while the card shows the picked model it is not
+# offered (nothing to compare), and when the card moves on the comparison comes back.
+wanted = st.session_state.get(COMPARE_WANTED)
+st.session_state[COMPARE_WITH] = wanted if wanted in choices else None
 compare_key = st.selectbox(
-    "Compare with", [None, *models], key=COMPARE_WITH,
+    "Compare with", [None, *choices], key=COMPARE_WITH,
     format_func=lambda key: "— pick a second model —" if key is None else models[key].label,
     help="Pretrained, trained on the Train page or uploaded. Computed when picked, then kept.",
+    on_change=lambda: st.session_state.update({COMPARE_WANTED: st.session_state[COMPARE_WITH]}),
 )  # fmt: skip
 if compare_key is None:
     st.caption(
@@ -229,7 +237,5 @@ if compare_key is None:
         "dimension and bound curves overlaid, and their latent maps side by side. A model's first comparison "
         "runs importance sampling for a few seconds; after that it is instant."
     )
-elif compare_key == entry.key:
-    st.info(f"**{entry.name}** is the model on the card already: pick a different one to compare with.")
 else:
     _show_comparison(entry, models[compare_key])
