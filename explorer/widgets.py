@@ -60,16 +60,31 @@ def checkpoint_from_upload(name: str, data: bytes):
     return checkpoint
 
 
+MAX_SHOWN_NAME_CHARS = 80  # an upload's name as messages and the model picker show it
+MAX_REASON_CHARS = 600
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
-    shown_name = escape_markdown(name)  # the file's name and anything quoted from it are visitor text
+    """Load an upload into this session's models and select it: (True, what was loaded), or
+    (False, why not) with nothing registered. The message is Markdown with the visitor's text
+    (the file's name, anything the reason quotes from the file) escaped and shortened."""
+    shown_name = escape_markdown(_shortened(name, MAX_SHOWN_NAME_CHARS))
     try:
         checkpoint = checkpoint_from_upload(name, data)
     except CheckpointError as exc:
-        return False, f"{shown_name} was not loaded: {escape_markdown(str(exc))}"
+        return (
+            False,
+            f"{shown_name} was not loaded: {escape_markdown(_shortened(str(exc), MAX_REASON_CHARS))}",
+        )
     except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
         return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
     key = f"uploaded:{name}:{len(session_models())}"
-    register_session_model(ModelEntry(key, checkpoint, "uploaded", Path(name).stem))
+    label = _shortened(Path(name).stem, MAX_SHOWN_NAME_CHARS)
+    register_session_model(ModelEntry(key, checkpoint, "uploaded", label))
     st.session_state[SELECTED_MODEL] = key
     st.session_state.pop("model_picker", None)
     return True, f"Loaded {shown_name}: {checkpoint.model_config.describe()}. It is now selected."

@@ -120,6 +120,17 @@ def _quote(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _shown(value: Any, limit: int = 80) -> str:
+    """Any JSON value from the file as a short repr for a message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _count(n: int) -> str:
+    """A count for a message; a file can hold integers too long to print (Python refuses 4300+ digits)."""
+    return f"{n:,}" if n < 10**18 else "over 10**18"
+
+
 def _kind(value: Any) -> str:
     """What JSON gave instead: 'a list', 'the number 2.5', 'null'."""
     if value is None:
@@ -248,7 +259,7 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
         raise CheckpointError(
             f"{name} has a malformed safetensors header: tensor {label} must be an object with exactly "
-            f"dtype, shape and data_offsets, got {_kind(info) if not isinstance(info, dict) else sorted(info)[:5]}"
+            f"dtype, shape and data_offsets, got {_shown(sorted(info)) if isinstance(info, dict) else _kind(info)}"
         )
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if dtype not in WEIGHT_BYTES:  # also refuses non-strings
@@ -260,16 +271,16 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_TENSOR_RANK
-        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape)
+        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_PARAMETERS for n in shape)
     ):
         raise CheckpointError(
-            f"{name}: tensor {label} has shape {_kind(shape) if not isinstance(shape, list) else shape[:10]}; "
-            f"a shape is a list of at most {MAX_TENSOR_RANK} whole numbers >= 0"
+            f"{name}: tensor {label} has a malformed shape, {_shown(shape) if isinstance(shape, list) else _kind(shape)}; "
+            f"a shape is a list of at most {MAX_TENSOR_RANK} whole numbers from 0 to {MAX_PARAMETERS:,}"
         )
     elements = math.prod(shape)
     if elements > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{name}: tensor {label} would hold {elements:,} values; a model may have {MAX_PARAMETERS:,} in all"
+            f"{name}: tensor {label} would hold {_count(elements)} values; a model may have {MAX_PARAMETERS:,} in all"
         )
     if not (
         isinstance(offsets, list)
@@ -277,18 +288,18 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
         and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
     ):
         raise CheckpointError(
-            f"{name}: tensor {label} has data_offsets {_kind(offsets)}; they are two whole numbers [begin, end]"
+            f"{name}: tensor {label} has malformed data_offsets, "
+            f"{_shown(offsets) if isinstance(offsets, list) else _kind(offsets)}; they are two whole numbers [begin, end]"
         )
     begin, end = offsets
     if not 0 <= begin <= end:
         raise CheckpointError(
-            f"{name}: tensor {label} has impossible data_offsets: begin {_kind(begin)}, end {_kind(end)} "
-            "(0 <= begin <= end is required)"
+            f"{name}: tensor {label} has impossible data_offsets [{_shown(begin, 24)}, {_shown(end, 24)}] (0 <= begin <= end is required)"
         )
     if end > data_size:
         raise CheckpointError(
             f"{name} is truncated: tensor {label} runs past the end of the file "
-            f"(its bytes end at {end:,}, the data section has {data_size:,})"
+            f"(its bytes end at {_count(end)}, the data section has {data_size:,})"
         )
     needed = elements * WEIGHT_BYTES[dtype]
     if end - begin != needed:
@@ -376,7 +387,7 @@ def _load(data: bytes, name: str, map_location: str | torch.device) -> Checkpoin
 
 
 def _metadata_json(metadata: dict[str, str], key: str, default: str, name: str) -> Any:
-    return _parse_json(metadata.get(key, default), key, name)
+    return _parse_json(metadata.get(key, default), f"{key} entry in its metadata", name)
 
 
 def _model_config(metadata: dict[str, str], name: str) -> ModelConfig:
@@ -409,8 +420,8 @@ def _scalar_problem(value: Any) -> str | None:
         if any(ord(c) < 32 or ord(c) == 127 for c in value):
             return "text with a line break or control character"
         return None
-    if isinstance(value, float):
-        return f"{value} (numbers must be finite)"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return f"{_kind(value)} (numbers must be finite and below 2**63)"
     return f"{_kind(value)}, not a number, text, true/false or null"
 
 
@@ -470,10 +481,14 @@ def _curve(metadata: dict[str, str], name: str) -> list[dict[str, Any]]:
     if len(curve) > MAX_CURVE_ROWS:
         raise refuse(f"{len(curve):,} rows; the limit is {MAX_CURVE_ROWS:,}")
     for i, row in enumerate(curve):
-        if not isinstance(row, dict) or len(row) > MAX_ENTRIES:
-            raise refuse(f"row {i} is {_kind(row)}, not an object of at most {MAX_ENTRIES} entries")
+        if not isinstance(row, dict):
+            raise refuse(f"row {i} is {_kind(row)}, not an object")
+        if len(row) > MAX_ENTRIES:
+            raise refuse(f"row {i} has {len(row)} entries; the limit is {MAX_ENTRIES}")
         for key, value in row.items():
-            if key == "validation" and isinstance(value, dict):
+            if key == "validation" and value is not None:
+                if not isinstance(value, dict):
+                    raise refuse(f"row {i}: validation is {_kind(value)}, not null or an object of numbers")
                 if len(value) > MAX_ENTRIES or not all(_is_finite_number(v) for v in value.values()):
                     raise refuse(f"row {i}: validation must hold at most {MAX_ENTRIES} finite numbers")
                 if value and "elbo" not in value:
@@ -507,9 +522,9 @@ def _check_tensors_fit(header: dict[str, Any], model: VAE, name: str) -> None:
         details = "; ".join(
             part
             for part in (
-                f"missing {missing[:3]}" if missing else "",
-                f"unexpected {[_quote(k) for k in unexpected[:3]]}" if unexpected else "",
-                f"wrong shapes {wrong[:3]}" if wrong else "",
+                f"missing {', '.join(missing[:3])}" if missing else "",
+                f"unexpected {', '.join(_quote(k) for k in unexpected[:3])}" if unexpected else "",
+                f"wrong shapes {'; '.join(wrong[:3])}" if wrong else "",
             )
             if part
         )
