@@ -24,6 +24,11 @@ const HANDLE_PICK_PX = 9;
 // For tests and benchmarks: the live views by key, parsed models, payload sizes, errors caught.
 const hooks = (window.__latentPlane = window.__latentPlane || { views: {}, errors: [], payloadBytes: {} });
 hooks.models = MODELS;
+// Decode plane point (x, y) of a loaded model as the hover does: tests compare it with vae_core.decode.
+hooks.decode = (id, x, y, label) => {
+  const model = MODELS.get(id);
+  return Array.from(decodeLatent(model, latentFromPlane(model, x, y), label || 0));
+};
 
 // ------------------------------------------------------------------------------ payloads
 const TYPED = { f4: Float32Array, i1: Int8Array, u1: Uint8Array, i4: Int32Array };
