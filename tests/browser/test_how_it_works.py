@@ -53,7 +53,7 @@ def test_traversal_rows_are_the_decoded_swept_latents(page, app_server):
     from vae_core import load_checkpoint
     from vae_core.inference import decode
 
-    from .test_latent_map_clicks import image_pixels
+    from .test_latent_plane import image_pixels
 
     open_page(page, app_server, "how_it_works")
     page.wait_for_selector("h1:has-text('How a VAE computes')")

@@ -126,7 +126,7 @@ def _inside(out: Path) -> None:
     from playwright.sync_api import sync_playwright
 
     from .conftest import open_page, wait_for_app_idle
-    from .test_latent_map_clicks import GRAPH, decoded_panel, empty_spots, map_geometry, wait_for_panel_change
+    from .test_latent_plane import GRAPH, decoded_panel, empty_spots, map_geometry, wait_for_panel_change
 
     seen: dict = {"mode": os.environ.get("OFFLINE_MODE", "?")}
     if "namespace" in seen["mode"]:
@@ -154,7 +154,7 @@ def _inside(out: Path) -> None:
             # the Overview's own plotly charts linger until the new page replaces them
             page.get_by_role("heading", name="Latent map").wait_for()
             wait_for_app_idle(page, 90_000)
-            page.locator(f"{GRAPH} .nsewdrag").first.wait_for()
+            page.locator(f"{GRAPH} canvas.vlp-canvas").first.wait_for()
             geometry = map_geometry(page)
             seen["map_digits"] = len(geometry["digits"])
             spots = empty_spots(geometry)

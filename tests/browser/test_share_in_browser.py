@@ -16,7 +16,7 @@ from explorer.registry import load_pretrained_models
 from explorer.share_links import format_point, parse_point
 
 from .conftest import open_page, wait_for_app_idle
-from .test_latent_map_clicks import (
+from .test_latent_plane import (
     GRAPH,
     POINT_TEXT,
     SCREEN_TO_DATA_JS,
@@ -35,7 +35,7 @@ LINKED_POINT = (0.51, -1.2)
 # The share box of the map's right-hand column (the column beside the chart).
 SHARE_BOX_JS = """() => {
   const block = [...document.querySelectorAll('[data-testid="stHorizontalBlock"]')]
-    .find(b => b.querySelector('[data-testid="stPlotlyChart"]'));
+    .find(b => b.querySelector('[data-testid="stBidiComponentIsolated"]'));
   const right = block && block.querySelectorAll(':scope > [data-testid="stColumn"]')[1];
   const code = right && right.querySelector('[data-testid="stCode"] code');
   return code ? code.innerText.trim() : null;
@@ -67,7 +67,7 @@ def shown_point(panel: dict) -> tuple[float, float]:
 
 def open_map_link(page, base: str, link_query: str) -> dict:
     open_page(page, base, f"latent_map?{link_query}")
-    page.wait_for_selector(f"{GRAPH} .nsewdrag")
+    page.wait_for_selector(f"{GRAPH} canvas.vlp-canvas")
     page.wait_for_function(
         """() => [...document.querySelectorAll('[data-testid="stColumn"] img')]
              .every(img => img.complete && img.naturalWidth > 0)"""
@@ -118,7 +118,7 @@ def test_a_link_opens_its_point_and_a_click_rewrites_the_link(
         other.set_default_timeout(60_000)
         other.goto(copied, wait_until="domcontentloaded")
         wait_for_app_idle(other)
-        other.wait_for_selector(f"{GRAPH} .nsewdrag")
+        other.wait_for_selector(f"{GRAPH} canvas.vlp-canvas")
         other_panel = decoded_panel(other)
         other.screenshot(path=str(tmp_path / "reopened.png"))
         assert shown_point(other_panel) == clicked

@@ -148,4 +148,4 @@ def test_own_digit_uploads_on_the_latent_map(page, app_server, tmp_path):
     assert "limit" in results["huge.png"][1] and "6000x5000" in results["huge.png"][1]
     assert page.get_by_text("your digit, MNIST-style").count() == 0  # the refused file replaced it
     assert page.locator(EXCEPTION).count() == 0
-    page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot .nsewdrag').first.wait_for()
+    page.locator('[data-testid="stBidiComponentIsolated"] canvas.vlp-canvas').first.wait_for()
