@@ -115,15 +115,13 @@ def save_checkpoint(path: str | Path, model: VAE, train_config=None, metrics=Non
 
 
 def _quote(value: Any, limit: int = 60) -> str:
-    """A value from the file, quoted and shortened for a message (it is the sender's text)."""
-    text = repr(value) if isinstance(value, str) else type(value).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """Any JSON value from the file as a short repr for a message."""
+    """A value from the file as a short repr for a message (it is the sender's text, of any size)."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _shape_or_kind(value: Any) -> str:
+    return _quote(value, 80) if isinstance(value, list) else _kind(value)
 
 
 def _count(n: int) -> str:
@@ -143,6 +141,10 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return f"the text {_quote(value)}"
     return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a size
 
 
 def _is_finite_number(value: Any) -> bool:
@@ -247,7 +249,8 @@ def _check_metadata_shape(metadata: Any, name: str) -> None:
         limit = METADATA_LIMITS.get(key, MAX_METADATA_CHARS)
         if len(value) > limit:
             raise CheckpointError(
-                f"{name} has a metadata entry {_quote(key)} of {len(value):,} characters; the limit is {limit:,}"
+                f"{name} has a metadata entry {_quote(key)} of {len(value):,} characters; "
+                f"the limit is {limit:,}"
             )
 
 
@@ -257,9 +260,10 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
     if len(tensor) > MAX_TENSOR_NAME_CHARS:
         raise CheckpointError(f"{name} has a tensor name of {len(tensor):,} characters: {label}")
     if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        got = _quote(sorted(info), 80) if isinstance(info, dict) else _kind(info)
         raise CheckpointError(
-            f"{name} has a malformed safetensors header: tensor {label} must be an object with exactly "
-            f"dtype, shape and data_offsets, got {_shown(sorted(info)) if isinstance(info, dict) else _kind(info)}"
+            f"{name} has a malformed safetensors header: tensor {label} must be an object with "
+            f"exactly dtype, shape and data_offsets, got {got}"
         )
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if dtype not in WEIGHT_BYTES:  # also refuses non-strings
@@ -271,30 +275,28 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_TENSOR_RANK
-        or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_PARAMETERS for n in shape)
+        or not all(_is_int(n) and 0 <= n <= MAX_PARAMETERS for n in shape)
     ):
         raise CheckpointError(
-            f"{name}: tensor {label} has a malformed shape, {_shown(shape) if isinstance(shape, list) else _kind(shape)}; "
-            f"a shape is a list of at most {MAX_TENSOR_RANK} whole numbers from 0 to {MAX_PARAMETERS:,}"
+            f"{name}: tensor {label} has a malformed shape, {_shape_or_kind(shape)}; a shape is a list "
+            f"of at most {MAX_TENSOR_RANK} whole numbers from 0 to {MAX_PARAMETERS:,}"
         )
     elements = math.prod(shape)
     if elements > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{name}: tensor {label} would hold {_count(elements)} values; a model may have {MAX_PARAMETERS:,} in all"
+            f"{name}: tensor {label} would hold {_count(elements)} values; "
+            f"a model may have {MAX_PARAMETERS:,} in all"
         )
-    if not (
-        isinstance(offsets, list)
-        and len(offsets) == 2
-        and all(isinstance(n, int) and not isinstance(n, bool) for n in offsets)
-    ):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)):
         raise CheckpointError(
-            f"{name}: tensor {label} has malformed data_offsets, "
-            f"{_shown(offsets) if isinstance(offsets, list) else _kind(offsets)}; they are two whole numbers [begin, end]"
+            f"{name}: tensor {label} has malformed data_offsets, {_shape_or_kind(offsets)}; "
+            "they are two whole numbers [begin, end]"
         )
     begin, end = offsets
     if not 0 <= begin <= end:
         raise CheckpointError(
-            f"{name}: tensor {label} has impossible data_offsets [{_shown(begin, 24)}, {_shown(end, 24)}] (0 <= begin <= end is required)"
+            f"{name}: tensor {label} has impossible data_offsets [{_quote(begin, 24)}, {_quote(end, 24)}] "
+            "(0 <= begin <= end is required)"
         )
     if end > data_size:
         raise CheckpointError(
@@ -339,10 +341,11 @@ def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
         size, name = path.stat().st_size, str(path)
     if size > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(
-            f"{name} is {size / 2**20:,.0f} MB; no checkpoint can exceed {MAX_CHECKPOINT_BYTES / 2**20:,.0f} MB "
-            f"({MAX_PARAMETERS:,} float64 weights and a header)"
+            f"{name} is {size / 2**20:,.0f} MB; no checkpoint can exceed "
+            f"{MAX_CHECKPOINT_BYTES / 2**20:,.0f} MB ({MAX_PARAMETERS:,} float64 weights and a header)"
         )
-    return (bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else path.read_bytes()), name
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else path.read_bytes()
+    return data, name
 
 
 def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> Checkpoint:
