@@ -86,9 +86,52 @@ def test_training_and_svi_completion_never_import_dynamo():
         trainer = Trainer(ModelConfig(latent_dim=2, hidden=(16,)), TrainConfig(epochs=1, batch_size=100, device="cpu"),
                           train, valid)
         events = list(trainer.run())
-        complete_masked_image(trainer.model, valid.grey(0), observed_mask("bottom", 28), steps=5, n_completions=2)
+        complete_masked_image(trainer.model, (valid.grey(0) > 0.5).float(), observed_mask("bottom", 28), steps=5, n_completions=2)
         print(events[-1].kind, "torch._dynamo" in sys.modules, "sympy" in sys.modules)
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert run.stdout.split() == ["done", "False", "False"]
+
+
+# ------------------------------------------------------------ without the private fused op
+def _signature_changed(*args, lr, beta1, beta2, weight_decay, eps, amsgrad, maximize, new_required_flag):
+    raise AssertionError("unreachable: the call above lacks new_required_flag")
+
+
+def _raises_runtime_error(*args, **kwargs):
+    raise RuntimeError("_fused_adam_ is not implemented for this device")
+
+
+@pytest.mark.parametrize("replacement", [None, _signature_changed, _raises_runtime_error],
+                         ids=["op missing", "signature changed", "op raises"])  # fmt: skip
+def test_without_a_working_fused_op_the_per_tensor_update_matches_torch_adam(
+    monkeypatch, caplog, replacement
+):
+    reference = _fit(lambda m: torch.optim.Adam(m.parameters(), lr=1e-2))  # torch's own foreach path
+    calls = []
+    if replacement is None:
+        monkeypatch.delattr(torch, "_fused_adam_")
+    else:
+
+        def counted(*args, **kwargs):
+            calls.append(1)
+            return replacement(*args, **kwargs)
+
+        monkeypatch.setattr(torch, "_fused_adam_", counted)
+    with caplog.at_level("WARNING", logger="vae_core.adam"):
+        ours = _fit(lambda m: Adam(m.parameters(), lr=1e-2))
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
+    # A failing op is tried once, then the optimiser stays on the per-tensor path (one warning).
+    assert len(calls) == (0 if replacement is None else 1)
+    assert len([r for r in caplog.records if "per-tensor" in r.message]) == len(calls)
+
+
+def test_the_fused_and_the_fallback_path_agree_with_each_other_over_a_schedule(monkeypatch):
+    def schedule(optimizer, step):
+        optimizer.lr = 1e-2 / (1 + step)
+
+    fused = _fit(lambda m: Adam(m.parameters(), lr=1e-2), lr_schedule=schedule)
+    monkeypatch.setattr(torch, "_fused_adam_", _raises_runtime_error)
+    fallback = _fit(lambda m: Adam(m.parameters(), lr=1e-2), lr_schedule=schedule)
+    torch.testing.assert_close(fused, fallback, rtol=0, atol=1e-6)

@@ -4,15 +4,19 @@ Why not `torch.optim.Adam`: building any torch.optim optimizer imports torch._dy
 about 150 MB resident for the rest of the process. The explorer runs on hosts that give a whole
 app as little as 690 MB (Streamlit Community Cloud), and it builds optimizers for training and
 for every SVI completion. The update here is the kernel `torch.optim.Adam(fused=True)` runs, so
-the results are the same (tests/test_adam.py compares them step by step); where a device has no
-fused kernel, the textbook update runs tensor by tensor.
+the results are the same (tests/test_adam.py compares them step by step). `torch._fused_adam_` is a
+private op: where it is missing, a device has no kernel for it, or its signature changed, the call
+fails before it updates anything, and the textbook update runs tensor by tensor from then on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class Adam:
@@ -35,7 +39,9 @@ class Adam:
         self.exp_avg_sqs = [torch.zeros_like(p, memory_format=torch.preserve_format) for p in self.params]
         # Float tensors, as the fused kernel wants: it reads the step count on the device.
         self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
-        self._fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in self.params)
+        self._fused = hasattr(torch, "_fused_adam_") and all(
+            p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in self.params
+        )
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -52,14 +58,21 @@ class Adam:
         exp_avgs = [self.exp_avgs[i] for i in live]
         exp_avg_sqs = [self.exp_avg_sqs[i] for i in live]
         steps = [self.steps[i] for i in live]
-        torch._foreach_add_(steps, 1)
+        for step in steps:
+            step.add_(1)
         beta1, beta2 = self.betas
         if self._fused and len({p.device for p in params}) == 1:
-            torch._fused_adam_(
-                params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.lr, beta1=beta1, beta2=beta2,
-                weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
-            )  # fmt: skip
-            return
+            try:
+                torch._fused_adam_(
+                    params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=self.lr, beta1=beta1, beta2=beta2,
+                    weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
+                )  # fmt: skip
+                return
+            except (AttributeError, TypeError, RuntimeError, NotImplementedError) as exc:
+                # Argument checks and kernel dispatch fail before any tensor is written.
+                self._fused = False
+                log.warning("torch._fused_adam_ failed (%s: %s); using the per-tensor Adam update",
+                            type(exc).__name__, exc)  # fmt: skip
         for param, grad, mean, square, step in zip(params, grads, exp_avgs, exp_avg_sqs, steps, strict=True):
             t = float(step)
             mean.lerp_(grad, 1 - beta1)
