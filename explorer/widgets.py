@@ -28,6 +28,7 @@ from .share_links import (
 SELECTED_MODEL = "selected_model"
 URL_WRITTEN = "share_url_written"  # the query parameters as this session last set them
 LINK_PARAMS = "share_link_params"  # those a link brought this run, not yet applied
+SHARE_BOX = "share_box_slot"  # this run's sidebar placeholder for the share box (model_picker)
 
 
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
@@ -123,6 +124,10 @@ def model_picker(help_text: str | None = None) -> ModelEntry:
     )  # fmt: skip
     st.session_state[SELECTED_MODEL] = choice
     st.sidebar.caption(explore_digits().note)
+    # The share box's place, emptied now: Streamlit keeps a previous run's elements on screen until
+    # this run replaces them, and the box is filled last (share_this_view), so a box drawn only then
+    # named the old model beside the new page for the whole run (seconds under load).
+    st.session_state[SHARE_BOX] = st.sidebar.empty()
     # Every page's URL names its model, also pages that share nothing else; a page's own
     # parameters follow in share_this_view.
     write_url_params({**st.query_params.to_dict(), MODEL_PARAM: model_url_name(models[choice])})
@@ -248,7 +253,7 @@ def share_this_view(entry: ModelEntry, page: str, params: dict[str, object], tar
     shown.update({name: str(value) for name, value in params.items() if value is not None})
     write_url_params(shown)
     link = view_url(st.context.url or f"/{page}", shown)
-    box = target if target is not None else st.sidebar
+    box = target if target is not None else st.session_state[SHARE_BOX].container()
     box.markdown("**Share this view**")
     box.code(link, language=None, wrap_lines=True)
     if entry.origin != "pretrained":
