@@ -80,6 +80,8 @@ def test_model_config_must_be_an_object(bad):
         ("epochs", math.inf),
         ("epochs", math.nan),
         ("epochs", -1),
+        ("epochs", 10**400),
+        ("lr", -(10**400)),
         ("warmup_epochs", math.nan),
         ("lr", math.inf),
         ("beta", "4"),

@@ -32,7 +32,11 @@ def _is_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, int):  # math.isfinite(10**400) raises OverflowError: such an int is no setting
+        return abs(value) < 2**63
+    return math.isfinite(value)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
