@@ -1,7 +1,10 @@
 """Command line: `python -m vae_core train | evaluate | sample`.
 
-The trainer only yields events; this module turns them into a tqdm progress bar. Errors that
-vae_core raises on purpose become one line on stderr and exit status 2, never a traceback.
+The trainer only yields events; this module turns them into a tqdm progress bar. Every flag is
+parsed to its type and range (no nan, inf, negative or huge values), a run's memory is estimated
+before it starts, and the checkpoint's folder is checked before training. Bad input and errors
+that vae_core raises on purpose become one line on stderr and exit status 2, never a traceback.
+Ctrl-C during training saves the steps trained so far; a second Ctrl-C abandons them.
 """
 
 from __future__ import annotations
@@ -9,64 +12,142 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import shlex
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import BINARIZATIONS, DEVICES, MODEL_KINDS, OBJECTIVES, ModelConfig, TrainConfig
+from .config import (
+    BINARIZATIONS,
+    DEVICES,
+    MAX_HIDDEN_LAYERS,
+    MAX_HIDDEN_WIDTH,
+    MAX_LATENT_DIM,
+    MODEL_KINDS,
+    OBJECTIVES,
+    ModelConfig,
+    TrainConfig,
+)
 from .data import EVALUATION_BINARIZATION_SEED, load_digits, load_train_validation
 from .distributed import init_distributed, shutdown_distributed
-from .errors import VAEError
+from .errors import ConfigError, VAEError
 from .images import save_image_grid
 from .inference import sample_prior
+from .limits import MB, check_run_memory
 from .objectives import elbo_terms, log_likelihood_estimate
 from .train import Trainer, resolve_device
 
+MAX_EPOCHS = 10_000
+MAX_SEED = 2**62  # the trainer adds a per-rank offset; torch seeds are 64-bit
+MAX_EVAL_K = 100_000  # importance samples per test image: 10,000 images x 100,000 takes hours already
+_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*")  # ASCII digits only ('٣' and '²' are not numbers here)
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
+
+def whole_number(low: int, high: int):
+    """An argparse type: a whole number in [low, high], given in plain ASCII digits."""
+
+    def parse(text: str) -> int:
+        text = text.strip()
+        if len(text) > 24 or not _INTEGER.fullmatch(text):
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:24]!r}")
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value:,}")
+        return value
+
+    return parse
+
+
+def finite_number(low: float, high: float, low_open: bool = False):
+    """An argparse type: a finite number in [low, high] (or (low, high] with `low_open`)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text) if len(text) <= 40 and text.isascii() else math.nan
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
+        if value < low or (low_open and value == low) or value > high:
+            side = "above" if low_open else "at least"
+            raise argparse.ArgumentTypeError(f"must be {side} {low:g} and at most {high:g}, got {value:g}")
+        return value
+
+    return parse
+
+
+def hidden_widths(text: str) -> tuple[int, ...]:
+    """--hidden: 1 to 8 comma-separated widths, each a whole number from 1 to 16,384."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 512,256, got {text!r}"
-        ) from None
+            f"expected 1 to {MAX_HIDDEN_LAYERS} comma-separated widths like 512,256, got {text[:40]!r}"
+        )
+    width = whole_number(1, MAX_HIDDEN_WIDTH)
+    try:
+        return tuple(width(part) for part in parts)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"each width {exc} (e.g. 512,256)") from None
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad arguments give one line and exit status 2 (argparse prints the usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a VAE on MNIST and save a .safetensors checkpoint")
     train.add_argument("--kind", choices=MODEL_KINDS, default="mlp")
-    train.add_argument("--latent-dim", type=int, default=2)
-    train.add_argument("--hidden", type=_int_list, default=(512, 256), help="hidden widths, e.g. 512,256")
+    train.add_argument("--latent-dim", type=whole_number(1, MAX_LATENT_DIM), default=2)
+    train.add_argument("--hidden", type=hidden_widths, default=(512, 256), help="hidden widths, e.g. 512,256")
     train.add_argument(
         "--conditional", action="store_true", help="feed the digit label to encoder and decoder"
     )
     train.add_argument("--image-size", type=int, choices=(28, 14), default=28)
     train.add_argument("--activation", choices=("relu", "elu", "tanh"), default="relu")
-    train.add_argument("--epochs", type=float, default=10)
-    train.add_argument("--batch-size", type=int, default=128)
-    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--epochs", type=finite_number(0, MAX_EPOCHS, low_open=True), default=10)
+    train.add_argument("--batch-size", type=whole_number(2, 60_000), default=128)
+    train.add_argument("--lr", type=finite_number(0, 1, low_open=True), default=1e-3)
     train.add_argument("--lr-decay", action="store_true", help="cosine-decay the learning rate to 0")
     train.add_argument("--objective", choices=OBJECTIVES, default="elbo")
-    train.add_argument("--k", type=int, default=1, help="importance samples for --objective iwae")
-    train.add_argument("--beta", type=float, default=1.0)
-    train.add_argument("--warmup-epochs", type=float, default=0.0, help="epochs to ramp the KL weight from 0")
+    train.add_argument(
+        "--k", type=whole_number(1, 5000), default=1, help="importance samples for --objective iwae"
+    )
+    train.add_argument("--beta", type=finite_number(0, 1000), default=1.0)
+    train.add_argument(
+        "--warmup-epochs",
+        type=finite_number(0, MAX_EPOCHS),
+        default=0.0,
+        help="epochs to ramp the KL weight from 0",
+    )
     train.add_argument("--binarization", choices=BINARIZATIONS, default="dynamic")
-    train.add_argument("--validation-size", type=int, default=10_000)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--validation-size", type=whole_number(0, 59_999), default=10_000)
+    train.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0)
     train.add_argument("--device", choices=DEVICES, default="auto")
-    train.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    train.add_argument("--threads", type=whole_number(1, 1024), default=None, help="torch CPU threads")
     train.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files ($VAE_DATA_DIR)")
     train.add_argument("--out", required=True, help="checkpoint path, PATH.safetensors")
     train.add_argument(
-        "--eval-k", type=int, default=0, help="after training, estimate test NLL with k samples"
-    )
+        "--eval-k", type=whole_number(0, MAX_EVAL_K), default=0,
+        help="after training, estimate test NLL with k samples",
+    )  # fmt: skip
+    train.add_argument(
+        "--max-memory-mb", type=finite_number(0, 1e9, low_open=True), default=None,
+        help="refuse a run whose estimated peak memory is larger (default: 80%% of RAM, or of the GPU's memory)",
+    )  # fmt: skip
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument(
         "--resume", default=None, help="start from this checkpoint's weights (its model config wins)"
@@ -75,11 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="test-set ELBO terms and importance-sampled NLL")
     evaluate.add_argument("checkpoint")
     evaluate.add_argument("--data-dir", default=None)
-    evaluate.add_argument("--k", type=int, default=5000)
-    evaluate.add_argument("--limit", type=int, default=None, help="only the first N test images")
-    evaluate.add_argument("--batch-size", type=int, default=100)
+    evaluate.add_argument("--k", type=whole_number(1, MAX_EVAL_K), default=5000)
+    evaluate.add_argument(
+        "--limit", type=whole_number(1, 1_000_000), default=None, help="only the first N test images"
+    )
+    evaluate.add_argument("--batch-size", type=whole_number(1, 10_000), default=100)
     evaluate.add_argument("--device", choices=DEVICES, default="auto")
-    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0)
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     evaluate.add_argument(
         "--store", action="store_true", help="also write the result into the checkpoint's metrics as 'test'"
@@ -87,10 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample", help="a PNG grid of prior samples")
     sample.add_argument("checkpoint")
-    sample.add_argument("--n", type=int, default=64)
-    sample.add_argument("--temperature", type=float, default=1.0)
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--label", type=int, default=None, help="digit for a conditional model")
+    sample.add_argument("--n", type=whole_number(1, 10_000), default=64)
+    sample.add_argument(
+        "--temperature",
+        type=finite_number(0, 10),
+        default=1.0,
+        help="scale of the prior latents; 0 decodes z = 0",
+    )
+    sample.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0)
+    sample.add_argument(
+        "--label", type=whole_number(0, 999), default=None, help="digit for a conditional model"
+    )
     sample.add_argument("--out", required=True, help="PNG path")
     return parser
 
@@ -105,6 +195,36 @@ def _format_postfix(event) -> dict:
     if event.validation:
         postfix["val_elbo"] = f"{event.validation['elbo']:.1f}"
     return postfix
+
+
+def writable_destination(path: str | Path, suffix: str | None = None, what: str = "--out") -> Path:
+    """`path`, once a file can be created beside it: checked before hours of work, not after."""
+    path = Path(path).expanduser()
+    if suffix is not None and path.suffix != suffix:
+        raise VAEError(f"{what} must end in {suffix}, got {path}")
+    if path.is_dir():
+        raise VAEError(f"{what} {path} is a folder; give a file name ending in {path.suffix or suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)  # saving would create it anyway
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".vae-write-check-")
+        os.close(fd)
+        os.unlink(probe)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError(f"{path} is read-only")
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise VAEError(f"cannot write {what} {path} ({reason}); choose another {what}") from None
+    return path
+
+
+def memory_limit_bytes(device: torch.device) -> float:
+    """80% of the RAM (or of the GPU's memory): the CLI's default ceiling for one run."""
+    if device.type == "cuda":
+        return 0.8 * torch.cuda.get_device_properties(device.index or 0).total_memory
+    try:
+        return 0.8 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not Linux: a plain 16 GB
+        return 16_000 * MB
 
 
 def command_train(args: argparse.Namespace) -> int:
@@ -131,17 +251,53 @@ def command_train(args: argparse.Namespace) -> int:
         num_threads=args.threads,
         lr_decay=args.lr_decay,
     )
-    out = Path(args.out)
-    if out.suffix != ".safetensors":
-        raise VAEError(f"--out must end in .safetensors, got {out}")
+    out = writable_destination(args.out, ".safetensors")
     resumed = load_checkpoint(args.resume) if args.resume else None
     if resumed is not None:
         model_config = resumed.model_config
+    if args.max_memory_mb is not None:
+        limit, where = args.max_memory_mb * MB, " (--max-memory-mb)"
+    else:
+        limit, where = (
+            memory_limit_bytes(resolve_device(args.device)),
+            " (80% of this machine; --max-memory-mb)",
+        )
+    check_run_memory(model_config, train_config, limit, eval_k=args.eval_k, where=where)
     context = init_distributed(args.device)
     try:
         return _train_and_save(args, model_config, train_config, out, resumed, context)
     finally:
         shutdown_distributed(context)
+
+
+class _FirstInterruptStops:
+    """While training: the first Ctrl-C sets `stop` (the run ends after this step and is saved),
+    the second raises KeyboardInterrupt. Only in the main thread of a single-process run: the
+    processes of a torchrun would each stop at a different step and wait for each other forever."""
+
+    def __init__(self, enabled: bool):
+        self.stop = threading.Event()
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self._previous = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+        print(
+            "\ninterrupted: ending after this step and saving the model trained so far "
+            "(Ctrl-C again to abandon it)",
+            file=sys.stderr,
+        )
+
+    def __enter__(self):
+        if self.enabled:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _train_and_save(args, model_config, train_config, out, resumed, context) -> int:
@@ -163,32 +319,60 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         dynamic_ncols=True,
         desc=f"{model_config.describe()} on {where}",
     )
-    for event in trainer.run():
-        bar.update(event.step - bar.n)
-        bar.set_postfix(_format_postfix(event), refresh=False)
-        if event.kind == "epoch" and not args.quiet and context.is_main:
-            val = event.validation or {}
-            bar.write(
-                f"epoch {event.epoch:5.1f}  train elbo {event.elbo:8.2f}  val elbo "
-                f"{val.get('elbo', math.nan):8.2f}  (recon {val.get('recon', math.nan):.2f}, "
-                f"kl {val.get('kl', math.nan):.2f})  {event.images_per_s:,.0f} img/s"
+    interrupt = _FirstInterruptStops(enabled=not context.enabled)
+    try:
+        with interrupt:
+            for event in trainer.run(interrupt.stop):
+                bar.update(event.step - bar.n)
+                bar.set_postfix(_format_postfix(event), refresh=False)
+                if event.kind == "epoch" and not args.quiet and context.is_main:
+                    val = event.validation or {}
+                    bar.write(
+                        f"epoch {event.epoch:5.1f}  train elbo {event.elbo:8.2f}  val elbo "
+                        f"{val.get('elbo', math.nan):8.2f}  (recon {val.get('recon', math.nan):.2f}, "
+                        f"kl {val.get('kl', math.nan):.2f})  {event.images_per_s:,.0f} img/s"
+                    )
+    except KeyboardInterrupt:
+        bar.close()
+        if context.is_main:
+            print(
+                f"interrupted at step {trainer.step:,} of {trainer.total_steps:,}: nothing was saved, "
+                f"{trainer.step:,} steps are lost",
+                file=sys.stderr,
             )
+        return 130
     bar.close()
     if not context.is_main:
         return 0
+    interrupted = interrupt.stop.is_set()
     metrics = trainer.metrics()
     metrics["command"] = "python -m vae_core " + shlex.join(sys.argv[1:])
     metrics["wall_seconds"] = time.time() - started
     metrics["device"] = str(trainer.device)
     metrics["processes"] = context.world_size
+    if interrupted:
+        metrics["interrupted"] = f"stopped by Ctrl-C at step {trainer.step} of {trainer.total_steps}"
     if resumed is not None:
         metrics["resumed_from"] = str(args.resume)
     metrics["data"] = train_digits.source
     # Saved before the (long) evaluation so an interrupted evaluation never loses the training.
     save_checkpoint(out, trainer.model, train_config, metrics, trainer.curve())
-    if args.eval_k:
+    if interrupted:
+        print(
+            f"saved the {trainer.step:,} steps trained (of {trainer.total_steps:,}) to {out}; "
+            "train on from there with --resume",
+            file=sys.stderr,
+        )
+    elif args.eval_k:
         test = load_digits("test", args.data_dir, args.binarization, model_config.image_size)
-        metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
+        try:
+            metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
+        except KeyboardInterrupt:
+            print(
+                f"interrupted during the test evaluation: the trained model is saved in {out}",
+                file=sys.stderr,
+            )
+            return 130
         save_checkpoint(out, trainer.model, train_config, metrics, trainer.curve())
     print(
         json.dumps(
@@ -200,12 +384,18 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
             default=str,
         )
     )
-    return 0
+    return 130 if interrupted else 0
 
 
 @torch.no_grad()
 def evaluate_model(model, digits, k: int, batch_size: int = 100, seed: int = 0, progress=None) -> dict:
     """Test-set ELBO terms and NLL (-log p(x), k importance samples), nats per image."""
+    if not (isinstance(k, int) and k >= 1 and isinstance(batch_size, int) and batch_size >= 1):
+        raise ConfigError(
+            f"evaluation needs k >= 1 and batch_size >= 1, got k={k!r}, batch_size={batch_size!r}"
+        )
+    if len(digits) == 0:
+        raise ConfigError("there are no test digits to evaluate")
     binary = digits.fixed_binary(EVALUATION_BINARIZATION_SEED).to(model.device)
     labels = digits.labels.to(model.device)
     generator = torch.Generator(device=model.device).manual_seed(seed)
@@ -236,16 +426,14 @@ def command_evaluate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     device = resolve_device(args.device)
+    if args.store:
+        writable_destination(args.checkpoint, what="checkpoint (--store)")
     checkpoint = load_checkpoint(args.checkpoint, map_location=device)
     config = checkpoint.model_config
     binarization = checkpoint.train_config.get("binarization", "dynamic")
     digits = load_digits("test", args.data_dir, binarization, config.image_size)
     if args.limit is not None:
-        if args.limit < 1:
-            raise VAEError(f"--limit must be at least 1, got {args.limit}")
         digits = digits.subset(slice(0, args.limit))
-    if not 1 <= args.k <= 100_000:
-        raise VAEError(f"--k must be between 1 and 100000, got {args.k}")
     with tqdm(total=len(digits), unit="img", disable=args.json, desc=f"log p(x), k={args.k}") as bar:
         result = evaluate_model(checkpoint.model, digits, args.k, args.batch_size, args.seed, bar.update)
     result["checkpoint"] = str(args.checkpoint)
@@ -264,11 +452,14 @@ def command_evaluate(args: argparse.Namespace) -> int:
 
 
 def command_sample(args: argparse.Namespace) -> int:
+    out = writable_destination(args.out, what="--out")
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.model
-    if not 1 <= args.n <= 10_000:
-        raise VAEError(f"--n must be between 1 and 10000, got {args.n}")
     labels = None
+    if args.label is not None and not model.config.conditional:
+        raise VAEError("--label is for a conditional model; this one ignores labels, so leave it out")
+    if args.label is not None and args.label >= model.config.num_classes:
+        raise VAEError(f"--label must be between 0 and {model.config.num_classes - 1}, got {args.label}")
     if model.config.conditional:
         labels = (
             torch.full((args.n,), args.label, dtype=torch.long)
@@ -277,7 +468,7 @@ def command_sample(args: argparse.Namespace) -> int:
         )
     generator = torch.Generator().manual_seed(args.seed)
     _, probs = sample_prior(model, args.n, args.temperature, labels, generator)
-    path = save_image_grid(probs, args.out, model.config.image_size)
+    path = save_image_grid(probs, out, model.config.image_size)
     print(f"wrote {args.n} samples to {path}")
     return 0
 
@@ -288,8 +479,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handler(args)
     except (VAEError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except (MemoryError, torch.OutOfMemoryError) as exc:
+        print(f"error: out of memory ({_one_line(exc)[:200]}); lower --batch-size or --k", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: nothing was written", file=sys.stderr)
         return 130
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
