@@ -21,7 +21,7 @@ from vae_core import DigitImages, elbo_terms
 from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
 from vae_core.models import count_parameters
 
-from .figures import add_digits_by_class, as_numpy
+from .figures import as_numpy
 from .registry import ModelEntry
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
@@ -286,19 +286,4 @@ def bounds_overlay_figure(summaries: list[ModelSummary], height: int = 300) -> g
                          xaxis={"type": "log", "title": "importance samples k"},
                          yaxis_title="bound, nats per image",
                          legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
-    return figure
-
-
-def latent_scatter_figure(plane, labels, axis_titles: tuple[str, str], height: int = 380) -> go.Figure:
-    """Encoded digits on a 2-D plane coloured by class: a read-only map (no click grid)."""
-    points, labels = as_numpy(plane), as_numpy(labels)
-    figure = go.Figure()
-    add_digits_by_class(figure, points, labels, size=4, opacity=0.7)
-    if not (labels >= 0).any():  # digits without labels: one grey cloud
-        figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits",
-                                      marker={"size": 4, "color": "#555", "opacity": 0.6}))  # fmt: skip
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                         legend={"title": "digit", "itemsizing": "constant"})  # fmt: skip
-    figure.update_xaxes(title=axis_titles[0], zeroline=False)
-    figure.update_yaxes(title=axis_titles[1], zeroline=False)
     return figure

@@ -97,10 +97,12 @@ def test_picking_a_second_model_shows_both_side_by_side_with_their_own_numbers(a
         row = "log p(x) | log p(x|y) estimate, k=5000 (nats)"  # flat is unconditional, labelled is not
         assert number(column[row]) == pytest.approx(float(log_px.mean()), abs=0.006)
 
-    assert len(app.get("plotly_chart")) == charts_before + 4  # KL bars, bound curves, two latent maps
+    assert len(app.get("plotly_chart")) == charts_before + 2  # KL bars, bound curves
+    maps = [e.key for e in app.get("bidi_component") if str(e.key).startswith("compare_map_")]
+    assert maps == [f"compare_map_0:{models['flat'].key}", f"compare_map_1:{models['labelled'].key}"]
     shown = "\n".join(m.value for m in app.markdown)
-    assert "**flat** · 2,000 digits at its encoder means" in shown
-    assert "**labelled** · 2,000 digits at PCA of its 5-D encoder means" in shown
+    assert f"**flat** · {len(digits):,} digits at its encoder means" in shown  # every explored digit
+    assert f"**labelled** · {len(digits):,} digits at PCA of its 5-D encoder means" in shown
     assert any("**labelled** is conditional" in c.value and "log p(x|y)" in c.value for c in app.caption)
     # the card above was drawn before the comparison ran; from the next run on its own bound curve
     # shows without a click, since the comparison computed it

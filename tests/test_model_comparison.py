@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
 
@@ -153,16 +152,6 @@ def test_bound_overlay_has_one_curve_per_model_labelled_with_what_it_bounds():
     assert list(figure.data[0].x) == [1, 10, 5000] and list(figure.data[0].y) == [-100.0, -97.5, -96.25]
     assert len(figure.data[1].x) == 4
     assert figure.layout.xaxis.type == "log"
-
-
-def test_latent_scatter_draws_every_digit_once_in_its_class_trace():
-    plane = torch.randn(50, 2)
-    labels = torch.arange(50) % 7
-    figure = comparison.latent_scatter_figure(plane, labels, ("PC1", "PC2"))
-    assert [trace.name for trace in figure.data] == [str(d) for d in range(7)]
-    assert sum(len(trace.x) for trace in figure.data) == 50
-    np.testing.assert_allclose(figure.data[3].x, plane[labels == 3, 0].numpy())
-    assert figure.layout.xaxis.title.text == "PC1"
 
 
 def test_two_models_with_one_name_get_their_origin():

@@ -216,9 +216,15 @@ def latent_plane(
     height: int = 520,
     pick_digits: bool = True,
     payload: bytes | None = None,
+    path: dict | None = None,
+    on_path: Callable[[dict], None] | None = None,
 ) -> None:
     """Draw the plane of `codes` for `entry`; `on_click(value)` runs (as a widget callback, before the
     rerun) with {"x", "y"} or {"digit": i}. `thumbnails` > 0 draws that many digits as images.
+
+    `path` = {"start", "end" (latents), "method", "steps", "walk" (0-based step shown)}: an
+    interpolation path the browser decodes (MLP decoders) and lets the user drag, its ends and its
+    walk point; `on_path({"start", "end", "walk"})` runs when a drag ends.
     """
     blob = payload if payload is not None else cached_model_payload(entry, codes)
     model_id = payload_id(blob)
@@ -239,18 +245,52 @@ def latent_plane(
         "note": "" if decodable else CONV_NOTE,
         "pick_digits": pick_digits,
         "clicks": on_click is not None,
+        "path": None,
+        "path_plane": None,
+        "path_walk": None,
     }
+    if path is not None:
+        from vae_core import interpolate
 
-    def clicked_now() -> None:
-        value = (st.session_state.get(key) or {}).get("click")
-        if on_click is not None and isinstance(value, dict):
-            on_click(value)
+        latents = interpolate(
+            torch.as_tensor(path["start"]), torch.as_tensor(path["end"]), path["steps"], path["method"]
+        )
+        view["path"] = {k: (list(map(float, v)) if k in ("start", "end") else v) for k, v in path.items()}
+        view["path_plane"] = codes.projection.to_plane(latents).tolist()
+        view["path_walk"] = path["walk"]
 
-    _component(key=key, data=view, height="content", on_click_change=clicked_now)
+    def event(name: str, callback):
+        def run() -> None:
+            value = (st.session_state.get(key) or {}).get(name)
+            if callback is not None and isinstance(value, dict):
+                callback(value)
+
+        return run
+
+    _component(
+        key=key, data=view, height="content", on_click_change=event("click", on_click),
+        on_path_change=event("path", on_path),
+    )  # fmt: skip
     _mount_payload(blob)
     if thumbnails:
         _mount_payload(entry.cached(f"plane_thumbs:{thumbnails}",
                                     lambda: thumbnail_payload(entry, thumbnails, model_id)))  # fmt: skip
+
+
+def path_value(value, latent_dim: int, steps: int) -> tuple[list[float], list[float], int] | None:
+    """A dragged path's trigger value as (start latent, end latent, walk step), or None if malformed."""
+    if not isinstance(value, dict):
+        return None
+    ends = [value.get("start"), value.get("end")]
+    walk = value.get("walk")
+    if not (isinstance(walk, int) and not isinstance(walk, bool) and 0 <= walk < steps):
+        return None
+    for end in ends:
+        if not (isinstance(end, list) and len(end) == latent_dim):
+            return None
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in end):
+            return None
+    return [float(v) for v in ends[0]], [float(v) for v in ends[1]], walk
 
 
 def click_value(value) -> tuple[float, float, int | None] | None:

@@ -6,8 +6,9 @@ import streamlit as st
 import torch
 
 from explorer.exports import PATH_GIF_STEPS, digit_grid_png, path_gif
-from explorer.figures import digit_picture, grid_picture, interpolation_path_figure, plane_bounds
-from explorer.resources import digits_for, latent_codes
+from explorer.figures import digit_picture, grid_picture, plane_bounds
+from explorer.latent_plane import latent_plane, path_value, plane_codes
+from explorer.resources import digits_for
 from explorer.share_links import (
     END_PARAM,
     LABEL_PARAM,
@@ -34,7 +35,7 @@ MIN_STEPS, MAX_STEPS = 3, 25
 entry = model_picker()
 config = entry.config
 digits = digits_for(entry)
-codes = latent_codes(entry)
+codes = plane_codes(entry)
 
 
 # A link's values go into the widgets' state before they are drawn; the two ends are the pickers' own.
@@ -76,6 +77,10 @@ if config.conditional:
 pair = torch.tensor([start, end])
 binary = (digits.grey(pair) > 0.5).float()  # the models were trained on binary pixels
 mu, _ = encode(entry.model, binary, labels_for(entry, digits.labels[pair]))
+# Ends dragged on the plane (in the browser) replace the encodings until the digits change.
+ends_key = f"interp_ends:{entry.key}:{start}:{end}"
+if ends_key in st.session_state:
+    mu = torch.tensor(st.session_state[ends_key], dtype=torch.float32)
 path = interpolate(mu[0], mu[1], steps, method)  # (steps, L)
 images = decode(entry.model, path, labels_for(entry, torch.full((steps,), condition or 0)))
 
@@ -93,15 +98,30 @@ with view_column:
         width=280,
     )
 with plane_column:
-    figure = interpolation_path_figure(
-        codes.plane, codes.labels, codes.projection.to_plane(path), shown, plane_bounds(codes.plane),
-        codes.projection.axis_labels(),
+
+    def _dragged(value) -> None:
+        dragged = path_value(value, config.latent_dim, st.session_state["interp_steps"])
+        if dragged is None:
+            return
+        start_z, end_z, walk = dragged
+        st.session_state["interp_walk"] = walk + 1
+        if not (torch.allclose(torch.tensor(start_z), mu[0]) and torch.allclose(torch.tensor(end_z), mu[1])):
+            st.session_state[ends_key] = [start_z, end_z]
+
+    latent_plane(
+        entry, codes, key=f"interp_plane:{entry.key}", bounds=plane_bounds(codes.plane), label=condition,
+        path={"start": mu[0].tolist(), "end": mu[1].tolist(), "method": method, "steps": steps, "walk": shown},
+        on_path=_dragged, height=380, pick_digits=False,
+        prompt="Drag A, B or the red walk point: the strip and the image follow.",
     )  # fmt: skip
-    st.plotly_chart(figure, key="interp_path", config={"displayModeBar": False})
+    if ends_key in st.session_state:
+        st.button("Put the ends back on the digits", key="interp_reset_ends",
+                  on_click=lambda: st.session_state.pop(ends_key, None))  # fmt: skip
     if codes.projection.is_pca:
         st.caption(
             f"The path drawn on the plane of the first two principal components of the {config.latent_dim}-D "
-            "codes: a curve here can be a straight line in the full space."
+            "codes: a curve here can be a straight line in the full space. Dragging an end moves it within "
+            "this plane; its other coordinates stay."
         )
 
 strip = grid_picture(images, config.image_size, columns=steps, scale=2)
@@ -114,14 +134,15 @@ st.image(
 # Take-aways: the strip as shown, and an animation decoded more finely along the same path. The
 # files are encoded only when a button is clicked (in a worker thread), not on every rerun.
 pair_name = f"{entry.name}-{start}-to-{end}-{method}"
-downloads = st.columns([1, 1, 3])
-downloads[0].download_button(
+# A wrapping row of content-wide buttons: in [1, 1, 3] columns their labels read 'Downl…'
+downloads = st.container(horizontal=True)
+downloads.download_button(
     "Download the strip (PNG)", partial(digit_grid_png, images, config.image_size, columns=steps),
     file_name=f"{pair_name}-{steps}-steps.png", mime="image/png", key="interp_strip_png", on_click="ignore",
 )  # fmt: skip
 gif_path = interpolate(mu[0], mu[1], PATH_GIF_STEPS, method)
 gif_frames = decode(entry.model, gif_path, labels_for(entry, torch.full((PATH_GIF_STEPS,), condition or 0)))
-downloads[1].download_button(
+downloads.download_button(
     "Download the animation (GIF)", partial(path_gif, gif_frames, config.image_size),
     file_name=f"{pair_name}.gif", mime="image/gif", key="interp_gif", on_click="ignore",
     help=f"{PATH_GIF_STEPS} decodes from #{start} to #{end}, then back again, looping.",

@@ -6,6 +6,7 @@ import streamlit as st
 import torch
 
 from explorer.figures import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
+from explorer.latent_plane import latent_plane, plane_codes
 from explorer.model_comparison import (
     ACTIVITY_DIGITS,
     BOUND_DIGITS,
@@ -17,10 +18,9 @@ from explorer.model_comparison import (
     comparison_table,
     distinct_names,
     kl_overlay_figure,
-    latent_scatter_figure,
     summarise,
 )
-from explorer.resources import available_models, digits_for, latent_codes
+from explorer.resources import available_models, digits_for
 from explorer.widgets import model_picker
 from vae_core import sample_prior
 from vae_core.models import count_parameters
@@ -91,7 +91,7 @@ def _show_comparison(entry, other) -> None:
     for side, (column, model, summary) in enumerate(
         zip(st.columns(2), (entry, other), summaries, strict=True)
     ):
-        codes = latent_codes(model)
+        codes = plane_codes(model)  # hover decodes either model's plane in the browser
         with column:
             how = (
                 f"PCA of its {model.config.latent_dim}-D encoder means (LatentProjection)"
@@ -99,8 +99,7 @@ def _show_comparison(entry, other) -> None:
                 else "its encoder means"
             )
             st.markdown(f"**{summary.name}** · {len(codes.plane):,} digits at {how}")
-            figure = latent_scatter_figure(codes.plane, codes.labels, codes.projection.axis_labels())
-            st.plotly_chart(figure, key=f"compare_map_{side}")
+            latent_plane(model, codes, key=f"compare_map_{side}:{model.key}", height=380)
 
 
 entry = model_picker()
@@ -129,22 +128,25 @@ st.header(f"Model card · {entry.name}")
 left, right = st.columns([3, 2])
 with left:
     test = entry.test_metrics
-    cols = st.columns(4)
-    cols[0].metric("Latent size", config.latent_dim)
-    cols[1].metric("Parameters", f"{count_parameters(entry.model):,}")
+    # A wrapping row of content-wide metrics: in fixed columns the numbers were cut ('1,06…') at 1280 px
+    cells = st.container(horizontal=True, gap="medium")
+    cells.metric("Latent size", config.latent_dim, width="content")
+    cells.metric("Parameters", f"{count_parameters(entry.model):,}", width="content")
     bits = config.pixels * math.log(2)  # nats per image -> bits per dimension (pixel)
-    cols[2].metric(
+    cells.metric(
         "Test ELBO", f"{test['elbo']:.2f}" if "elbo" in test else "—",
         f"{-test['elbo'] / bits:.4f} bits/dim" if "elbo" in test else None, delta_color="off",
         help=f"nats per image; below it −ELBO in bits per dimension (nats / ({config.pixels} · ln 2))",
+        width="content",
     )  # fmt: skip
-    cols[3].metric(
+    cells.metric(
         f"Test NLL (k={test.get('k', '?')})",
         f"{test['nll']:.2f}" if "nll" in test else "—",
         f"{test['nll'] / bits:.4f} bits/dim" if "nll" in test else None,
         delta_color="off",
         help="−log p(x) estimated by importance sampling, nats per image (below it in bits per dimension); lower is better"
         + (". For this conditional model it is −log p(x | label)." if config.conditional else ""),
+        width="content",
     )
     rows = {
         "Architecture": config.describe(),

@@ -423,3 +423,64 @@ def test_thumbnails_replace_the_dots(page, plane_server, console, tmp_path):
     wait_for_app_idle(page)
     page.screenshot(path=str(tmp_path / "thumbnails.png"))
     assert_no_errors(page, console)
+
+
+PATH_JS = """(key) => { const v = window.__latentPlane.views[key];
+  if (!v || !v.path || !v.path.plane) return null;
+  return {walk: v.path.walk, steps: v.path.steps, screen: v.path.plane.map(([x, y]) => v.clientOf(x, y)),
+          start: Array.from(v.path.start), end: Array.from(v.path.end),
+          images: v.path.images.map(im => Array.from(im)),
+          big: Array.from(v.big.getContext('2d').getImageData(0, 0, v.big.width, v.big.height).data)
+                 .filter((_, i) => i % 4 === 0)}; }"""
+
+
+def test_interpolate_drags_the_walk_point_and_an_end_in_the_browser(
+    page, plane_server, served, console, tmp_path
+):
+    from vae_core import interpolate
+
+    _, url, _ = plane_server
+    entry = next(e for e in served.values() if e.name == "mlp2d")
+    open_page(page, url, "interpolate?model=mlp2d&a=3&b=2&steps=6")
+    key = f"interp_plane:{entry.key}"
+    page.wait_for_function(f"({PATH_JS})({key!r}) !== null")
+    path = page.evaluate(PATH_JS, key)
+    assert path["steps"] == 6
+    latents = interpolate(torch.tensor(path["start"]), torch.tensor(path["end"]), 6, "linear")
+    expected = decode(entry.model, latents).numpy()
+    assert np.abs(np.array(path["images"]) - expected).max() <= TOLERANCE  # the strip, decoded in JS
+
+    # drag the walk point to the last step: the big image follows in the browser, Python's slider after
+    walk = path["walk"]
+    page.mouse.move(*path["screen"][walk])
+    page.mouse.down()
+    sent = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: sent.append(frame)))
+    for fraction in np.linspace(0, 1, 8)[1:]:
+        target = np.array(path["screen"][walk]) + fraction * (
+            np.array(path["screen"][-1]) - path["screen"][walk]
+        )
+        page.mouse.move(*target)
+    page.wait_for_function(f"({PATH_JS})({key!r}).walk === 5")
+    moved = page.evaluate(PATH_JS, key)
+    np.testing.assert_allclose(np.array(moved["big"]) / 255, expected[5], atol=0.5 / 255 + TOLERANCE)
+    assert sent == [], "dragging talked to the server before the release"
+    page.mouse.up()
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stImageCaption"]')]
+                 .some(e => e.innerText.startsWith('Step 6 of 6'))"""
+    )
+    wait_for_app_idle(page)
+
+    # drag end A somewhere else: the path's first image changes, and Python offers to put it back
+    path = page.evaluate(PATH_JS, key)
+    page.mouse.move(*path["screen"][0])
+    page.mouse.down()
+    page.mouse.move(path["screen"][0][0] + 40, path["screen"][0][1] - 30, steps=5)
+    dragged = page.evaluate(PATH_JS, key)
+    assert np.abs(np.array(dragged["images"][0]) - np.array(path["images"][0])).max() > 1e-2
+    page.mouse.up()
+    page.get_by_role("button", name="Put the ends back on the digits").wait_for()
+    wait_for_app_idle(page)
+    page.screenshot(path=str(tmp_path / "interpolate.png"))
+    assert_no_errors(page, console)
