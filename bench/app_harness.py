@@ -1,7 +1,7 @@
 """Run the app the way a user gets it: `streamlit run app.py` on a free loopback port, Debian's
 headless chromium, and the server's memory and threads read from /proc.
 
-Shared by the browser tests (tests/browser/) and the benches (bench/click_latency.py,
+Shared by the browser tests (tests/browser/) and the benches (bench/latent_plane_latency.py,
 bench/cloud_readiness.py), so a test and a bench always measure the same server. Playwright's own
 browser download is never used (`playwright install` needs the network); CI installs Debian's
 chromium.

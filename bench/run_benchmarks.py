@@ -5,7 +5,7 @@ Everything is compared within one run (ratios), since timings on shared machines
      mirrors the classic PyTorch VAE example, at batch 128 and 512, and their test ELBO;
   b. the CPU FLOP bound for that model (measured GEMM throughput / FLOPs per image);
   c. inference latencies (decode, manifold grid, half-image completion, log p(x) of 1,000 digits);
-  d. the app's click -> decoded image latency and memory (bench/click_latency.py, a real browser).
+  d. the latent plane in a real browser beside the old plotly map (bench/latent_plane_latency.py).
 Writes JSON (--json) and prints a markdown table.
 """
 
@@ -136,13 +136,13 @@ def bench_inference(model, data_dir) -> dict:
 
 
 def bench_click(skip: bool) -> dict:
-    script = REPO / "bench" / "click_latency.py"
+    script = REPO / "bench" / "latent_plane_latency.py"
     if skip or not script.is_file():
         return {"skipped": True}
-    out = REPO / "bench" / "results" / "click_latency.json"
+    out = REPO / "bench" / "results" / "latent_plane_latency.json"
     out.parent.mkdir(exist_ok=True)
     subprocess.run(
-        [sys.executable, str(script), "--clicks", "30", "--json", str(out)], check=True, timeout=900
+        [sys.executable, str(script), "--clicks", "20", "--json", str(out)], check=True, timeout=1200
     )
     return json.loads(out.read_text())
 
@@ -182,7 +182,7 @@ def main() -> None:
         print(f"- {name}: {value:.3f}")
     click = report["app_click"]
     if not click.get("skipped"):
-        print(f"- click -> image: {json.dumps({k: v for k, v in click.items() if not isinstance(v, list)})}")
+        print(f"- latent plane vs plotly map: {json.dumps(click)}")
     print(f"\nwritten to {args.json}")
 
 

@@ -1,5 +1,5 @@
 """Figure builders: pure functions from arrays to plotly figures or pixel arrays (no Streamlit),
-so each can be tested without a browser.
+so each can be tested without a browser. Latent planes are drawn by explorer/latent_plane.
 """
 
 from __future__ import annotations
@@ -20,47 +20,6 @@ def as_numpy(values) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         return values.detach().cpu().numpy()
     return np.asarray(values)
-
-
-def add_digits_by_class(
-    figure: go.Figure,
-    points: np.ndarray,
-    labels: np.ndarray,
-    size: int,
-    opacity: float,
-    index: np.ndarray | None = None,
-    hover: bool = True,
-    trace=go.Scatter,
-) -> None:
-    """One trace per digit class present, in DIGIT_COLOURS (the legend then toggles classes).
-
-    With `index`, each point carries its digit's index as customdata, shown on hover; without,
-    the hover names the class, or nothing when `hover` is False.
-    """
-    for digit in range(10):
-        chosen = labels == digit
-        if not chosen.any():
-            continue
-        style = {"size": size, "color": DIGIT_COLOURS[digit], "opacity": opacity}
-        if index is not None:
-            hovering = {
-                "customdata": index[chosen],
-                "hovertemplate": f"digit {digit} #%{{customdata}}<extra></extra>",
-            }
-        elif hover:
-            hovering = {"hovertemplate": f"digit {digit}<extra></extra>"}
-        else:
-            hovering = {"hoverinfo": "skip"}
-        figure.add_trace(
-            trace(
-                x=points[chosen, 0],
-                y=points[chosen, 1],
-                mode="markers",
-                name=str(digit),
-                marker=style,
-                **hovering,
-            )
-        )
 
 
 def digit_picture(probs, image_size: int = 28, scale: int = 6) -> np.ndarray:
@@ -143,43 +102,6 @@ def posterior_figure(grid, svi: tuple | None = None, truth_point=None, height: i
                                     name="encoder mean, full image", marker={"symbol": "x", "size": 12}))  # fmt: skip
     figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, xaxis_title="z₁",
                          yaxis_title="z₂", legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
-    return figure
-
-
-def interpolation_path_figure(
-    plane,
-    labels,
-    path_plane,
-    current: int,
-    bounds: tuple[float, float, float, float],
-    axis_titles: tuple[str, str] = ("z₁", "z₂"),
-    height: int = 360,
-) -> go.Figure:
-    """An interpolation path (steps, 2) over the faded encoded digits, its `current` step marked."""
-    points, labels, path = as_numpy(plane), as_numpy(labels), as_numpy(path_plane)
-    figure = go.Figure()
-    add_digits_by_class(figure, points, labels, size=3, opacity=0.35, hover=False)
-    if not (labels >= 0).any():
-        figure.add_trace(go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name="digits",
-                                    marker={"size": 3, "color": "#888", "opacity": 0.35}, hoverinfo="skip"))  # fmt: skip
-    figure.add_trace(
-        go.Scatter(x=path[:, 0], y=path[:, 1], mode="lines+markers", name="path",
-                   line={"color": "black", "width": 2}, marker={"size": 6, "color": "black"},
-                   customdata=np.arange(1, len(path) + 1), hovertemplate="step %{customdata}<extra></extra>")
-    )  # fmt: skip
-    figure.add_trace(
-        go.Scatter(x=[path[current, 0]], y=[path[current, 1]], mode="markers", name="shown step",
-                   marker={"symbol": "circle-open", "size": 16, "color": "black", "line": {"width": 3}},
-                   hoverinfo="skip")
-    )  # fmt: skip
-    x0, x1, y0, y1 = bounds
-    # The path may leave the bulk of the digits (slerp between far codes): keep all of it in view.
-    x0, x1 = min(x0, float(path[:, 0].min())), max(x1, float(path[:, 0].max()))
-    y0, y1 = min(y0, float(path[:, 1].min())), max(y1, float(path[:, 1].max()))
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, showlegend=False,
-                         hovermode="closest")  # fmt: skip
-    figure.update_xaxes(title=axis_titles[0], range=[x0, x1], zeroline=False)
-    figure.update_yaxes(title=axis_titles[1], range=[y0, y1], zeroline=False)
     return figure
 
 
