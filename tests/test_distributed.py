@@ -51,3 +51,24 @@ def test_two_processes_match_one_process_with_the_same_global_batch(tmp_path, mn
     resumed = load_checkpoint(tmp_path / "resumed.safetensors")
     assert resumed.metrics["resumed_from"].endswith("ddp.safetensors")
     assert resumed.metrics["validation"]["elbo"] > ddp.metrics["validation"]["elbo"] - 3.0
+
+
+def test_relative_data_folders_are_made_absolute_once_for_subprocesses_and_chdir(tmp_path, mnist_dir):
+    # The README's `VAE_DATA_DIR=../shared/data/mnist` is relative to where the command starts;
+    # torchrun's workers and the CLI runs of these tests start in tmp_path.
+    relative = os.path.relpath(mnist_dir.resolve(), REPO_ROOT)
+    script = (
+        "import os, subprocess, sys; import vae_core\n"
+        "from vae_core.data import load_digits\n"
+        "os.chdir('/')\n"
+        "print(os.environ['VAE_DATA_DIR'], os.environ['VAE_BINARIZED_DIR'], len(load_digits('test')))\n"
+        "child = 'import os; from vae_core.data import resolve_data_dir; print(resolve_data_dir(None))'\n"
+        "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VAE_DATA_DIR": relative, "VAE_BINARIZED_DIR": "bin"}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=REPO_ROOT, timeout=120)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    data_dir, binarized_dir, count, child_dir = run.stdout.split()
+    assert data_dir == os.path.abspath(REPO_ROOT / relative) == child_dir and count == "10000"
+    assert binarized_dir == str(REPO_ROOT / "bin")

@@ -268,12 +268,29 @@ def _as_digits(
     )
 
 
+FOLDER_ENVS = (DATA_DIR_ENV, "VAE_BINARIZED_DIR", CACHE_DIR_ENV)
+
+
+def make_folder_variables_absolute(environ=os.environ) -> None:
+    """Turn relative $VAE_DATA_DIR, $VAE_BINARIZED_DIR and $VAE_CACHE_DIR into absolute paths, once,
+    when vae_core is imported: a process started elsewhere (torchrun's workers, a CLI run in a test's
+    tmp_path) inherits the variable, and `../shared/data/mnist` would mean another folder there."""
+    for name in FOLDER_ENVS:
+        value = environ.get(name)
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            environ[name] = os.path.abspath(os.path.expanduser(value))
+
+
+make_folder_variables_absolute()
+
+
 def resolve_data_dir(data_dir: str | Path | None) -> Path | None:
-    """The argument, else $VAE_DATA_DIR, else None (meaning: download)."""
+    """The argument, else $VAE_DATA_DIR, else None (meaning: download); absolute, so a later chdir
+    or a subprocess in another folder reads the same files."""
     chosen = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
     if chosen is None:
         return None
-    path = Path(chosen).expanduser()
+    path = Path(os.path.abspath(Path(chosen).expanduser()))
     if not path.is_dir():
         raise DataError(f"data directory {path} does not exist")
     return path
