@@ -124,15 +124,16 @@ if st.button("Run completion", type="primary", key="complete_run"):
 
 result = st.session_state.get(RESULTS_KEY, {}).get(result_key)
 masked = x * mask + 0.5 * (1 - mask)  # hidden pixels drawn grey
-pictures = st.columns(4)
-show_digit(x, truth_caption, size, pictures[0])
-show_digit(masked, f"model sees: {mask_caption}", size, pictures[1])
+# A wrapping row: four 140-px pictures in four columns overlapped at 800 px
+pictures = st.container(horizontal=True, gap="medium")
+show_digit(x, truth_caption, size, pictures)
+show_digit(masked, f"model sees: {mask_caption}", size, pictures)
 if result is None:
     st.info(f"Press **Run completion** to fit q*(z) with {steps} SVI steps.")
     st.stop()
 
-show_digit(result.mean_completion, f"mean of {n_completions} SVI completions", size, pictures[2])
-show_digit(result.encoder_completion, "encoder's completion", size, pictures[3])
+show_digit(result.mean_completion, f"mean of {n_completions} SVI completions", size, pictures)
+show_digit(result.encoder_completion, "encoder's completion", size, pictures)
 columns = min(n_completions, 8)
 completions = grid_picture(result.completions, size, columns=columns, scale=3)
 st.image(
@@ -145,18 +146,23 @@ st.download_button(
     file_name=f"completions-{pixels_id[:8]}.png", mime="image/png", on_click="ignore", key="complete_download",
 )  # fmt: skip
 
-metrics = st.columns(3)
-metrics[0].metric(
+metrics = st.container(horizontal=True, gap="medium")  # content-wide: no number cut
+metrics.metric(
     "ELBO of SVI q*",
     f"{result.svi_elbo:.2f}",
     help="visible-pixel ELBO, 1,000 samples; nats, higher is better",
+    width="content",
 )
-metrics[1].metric(
-    "ELBO of encoder q", f"{result.encoder_elbo:.2f}", help="the encoder applied to the masked image"
+metrics.metric(
+    "ELBO of encoder q",
+    f"{result.encoder_elbo:.2f}",
+    help="the encoder applied to the masked image",
+    width="content",
 )
-metrics[2].metric(
+metrics.metric(
     "SVI gain",
     f"{result.svi_elbo - result.encoder_elbo:+.2f} nats",
     help="how much a per-image posterior beats the amortised encoder on this masked digit",
+    width="content",
 )
 st.plotly_chart(trace_figure(result.elbo_trace, "visible-pixel ELBO during SVI"), key="complete_trace")

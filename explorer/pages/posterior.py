@@ -151,7 +151,7 @@ with figure_column:
 seen = "x" if visible == "full" else "x_obs"
 log_px = exact["grid"].log_px
 encoder_elbo = exact["encoder_elbo"]
-values = st.columns(4)
+values = [*st.columns(2), *st.columns(2)]  # two rows: four columns cut the numbers at 800 px
 values[0].metric(f"log p({seen}), quadrature", f"{log_px:.2f}", help="exact up to grid error; nats")
 values[1].metric(
     f"log p({seen}), importance sampled",
@@ -161,7 +161,7 @@ values[1].metric(
 values[2].metric("ELBO of encoder q", f"{encoder_elbo:.2f}", help=f"{ELBO_SAMPLES} samples; nats")
 values[3].metric("ELBO of SVI q*", f"{svi.svi_elbo:.2f}" if svi is not None else "—", help="nats")
 
-gaps = st.columns(4)
+gaps = [*st.columns(2), *st.columns(2)]  # two rows, as above
 gaps[0].metric(
     "Gap of encoder q",
     f"{log_px - encoder_elbo:.2f} nats",

@@ -57,7 +57,7 @@ st.caption(
     "T > 1 reaches into regions the decoder rarely saw in training."
 )
 
-controls = st.columns([2, 2, 2, 1])
+controls = st.columns(4)  # equal: a narrow fourth column cut 'Reseed' at 800 px
 temperature = controls[0].slider("Temperature T", MIN_T, MAX_T, step=T_STEP, key="samples_temperature")
 count = controls[1].select_slider("Samples", COUNTS, key="samples_count")
 digit = ALL_DIGITS
@@ -79,17 +79,20 @@ _, probs = sample_prior(entry.model, count, temperature, labels_for(entry, label
 binary = torch.bernoulli(probs, generator=generator)
 
 means = grid_picture(probs, config.image_size, columns=columns, scale=2)
-means_column, binary_column = st.columns(2)
-# Explicit widths: with width="content" a long caption stretches its picture, and the two must match.
+# Two equal boxes side by side that wrap one under the other when the page is narrow (in two columns
+# the fixed-width grids overlapped at 800 px); each grid fills its box, so the two always match.
+grids = st.container(horizontal=True, gap="medium")
+means_column = grids.container(width=means.shape[1])
+binary_column = grids.container(width=means.shape[1])
 means_column.image(
     means,
     caption=f"Bernoulli means p(x|z): {count} samples at T = {temperature:.2f}, seed {seed}",
-    width=means.shape[1],
+    width="stretch",
 )
 binary_column.image(
     grid_picture(binary, config.image_size, columns=columns, scale=2),
     caption="One binary image drawn from each p(x|z): what the model, strictly, generates",
-    width=means.shape[1],
+    width="stretch",
 )
 grid_name = f"{entry.name}-samples-T{temperature:.2f}-seed{seed}"
 means_column.download_button(
