@@ -125,10 +125,11 @@ with plane_column:
         )
 
 strip = grid_picture(images, config.image_size, columns=steps, scale=2)
-st.image(
+# A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
+st.container(width=strip.shape[1]).image(
     strip,
     caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
-    width=strip.shape[1],
+    width="stretch",
 )
 
 # Take-aways: the strip as shown, and an animation decoded more finely along the same path. The

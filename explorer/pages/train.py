@@ -15,7 +15,8 @@ from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from explorer import training_jobs as jobs
-from explorer.figures import grid_picture
+from explorer.figures import grid_picture, plane_bounds
+from explorer.latent_plane import latent_plane, points_payload
 from explorer.registry import ModelEntry
 from explorer.resources import downloads_allowed, register_session_model, session_models
 from explorer.train_exports import latent_animation_gif, snapshot_at, views_grid_png
@@ -29,8 +30,6 @@ from explorer.train_figures import (
     format_duration,
     kl_frame,
     kl_spec,
-    latent_frame,
-    latent_spec,
     smooth,
 )
 from explorer.widgets import SELECTED_MODEL
@@ -355,9 +354,12 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
         # PCA axis titles carry variance shares that move every snapshot; a changing spec would
         # redraw the chart from scratch, so the shares go into the caption instead.
         titles = ("PC1", "PC2") if latent_dim > 2 else views.axis_titles
-        st.vega_lite_chart(
-            latent_frame(views.plane, views.labels), latent_spec(titles), key="train_latents", width="stretch",
-            height=LATENT_HEIGHT,
+        # A new snapshot is a new points payload (a few kB) for the same component: the canvas
+        # redraws its dots, nothing is rebuilt. No decoder is sent: the weights change as it trains.
+        latent_plane(
+            None, None, key=f"train_latents:{job.id}", payload=points_payload(views.plane, views.labels, titles, size),
+            bounds=plane_bounds(views.plane.astype(np.float32)), height=LATENT_HEIGHT, refit=True, pick_digits=False,
+            note="Live: hover decodes once the run has finished (open it on the Latent map).", prompt="",
         )  # fmt: skip
         pca = f" Axes: {', '.join(views.axis_titles)}." if latent_dim > 2 else ""
         st.caption(f"Encoder means of {len(views.plane):,} validation digits at step {views.step:,}.{pca}")
