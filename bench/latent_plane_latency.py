@@ -196,7 +196,9 @@ def load(page, url: str, path: str, timeout_ms: float) -> None:
     page.wait_for_selector(IDLE, state="attached", timeout=timeout_ms)
 
 
-def measure_clicks(page, spots: list, clicks: int, panel_js: str, traffic: Traffic, rng, timeout_ms) -> dict:
+def measure_clicks(page, find_spots, clicks: int, panel_js: str, traffic: Traffic, rng, timeout_ms) -> dict:
+    """`find_spots()` gives empty screen spots, measured afresh before each click (a plotly click
+    adds a legend entry and moves the plot area)."""
     page.evaluate(
         "() => document.addEventListener('pointerdown', () => { window.__clickT0 = performance.now(); }, true)"
     )
@@ -204,7 +206,9 @@ def measure_clicks(page, spots: list, clicks: int, panel_js: str, traffic: Traff
     for n in range(clicks + 1):  # click 0 warms up
         # far from the last click, so the plotly map's nearest grid point (and its image) changes too
         far = [
-            s for s in spots if previous is None or max(abs(s[0] - previous[0]), abs(s[1] - previous[1])) > 30
+            s
+            for s in find_spots()
+            if previous is None or max(abs(s[0] - previous[0]), abs(s[1] - previous[1])) > 30
         ]
         spot = previous = rng.choice(far)
         before = page.evaluate(panel_js) or {"text": None, "src": None}
@@ -274,7 +278,7 @@ def measure_plane(browser, url: str, hovers: int, clicks: int, timeout_ms: float
     result["sweep"] = page.evaluate(SWEEP_JS, [key, 180])
 
     spots = empty_spots(area, view["digits"], clearance_px=10)
-    result.update(measure_clicks(page, spots, clicks, PLANE_PANEL_JS, traffic, rng, timeout_ms))
+    result.update(measure_clicks(page, lambda: spots, clicks, PLANE_PANEL_JS, traffic, rng, timeout_ms))
     result["js_heap_mb"] = js_heap_mb(page)
     page.close()
     return result
@@ -300,7 +304,11 @@ def measure_plotly(browser, url: str, hovers: int, clicks: int, timeout_ms: floa
         page.evaluate("() => new Promise(r => requestAnimationFrame(() => r()))")
     result["requests_per_100_hovers"] = round(100 * (traffic.sent - sent_before) / hovers, 1)
     result["sweep"] = page.evaluate(PLOTLY_SWEEP_JS, [GRAPH, 180])
-    spots = empty_spots(area, geometry["digits"], clearance_px=15)
+
+    def spots():
+        geometry = page.evaluate(PLOTLY_GEOMETRY_JS, GRAPH)
+        return empty_spots(geometry["area"], geometry["digits"], clearance_px=15)
+
     result.update(measure_clicks(page, spots, clicks, PLOTLY_PANEL_JS, traffic, rng, timeout_ms))
     result["js_heap_mb"] = js_heap_mb(page)
     page.close()

@@ -16,8 +16,6 @@ import math
 import numpy as np
 import pandas as pd
 
-from .figures import DIGIT_COLOURS
-
 # (event field, chart title); validation dicts use the same field names
 CURVE_TERMS = (
     ("elbo", "ELBO"),
@@ -129,28 +127,6 @@ def curve_spec(title: str) -> dict:
             {"transform": _only(EPOCH), "mark": {"type": "point", "size": 60, "filled": False}},
             {"transform": _only(VALIDATION), "mark": {"type": "line", "point": True, "strokeWidth": 2}},
         ],
-    }  # fmt: skip
-
-
-def latent_frame(plane, labels) -> pd.DataFrame:
-    """Encoder means (N, 2) and labels as columns x, y, digit (a string: the colour is nominal)."""
-    points, labels = np.asarray(plane, dtype=float), np.asarray(labels)
-    return pd.DataFrame({"x": points[:, 0], "y": points[:, 1], "digit": labels.astype(str)})
-
-
-def latent_spec(axis_titles: tuple[str, str] = ("z₁", "z₂")) -> dict:
-    """Encoder means coloured by digit. Pass constant axis titles during a run (see module doc)."""
-    return {
-        "mark": {"type": "circle", "size": 18, "opacity": 0.75},
-        "encoding": {
-            "x": {"field": "x", "type": "quantitative", "title": axis_titles[0], "scale": {"zero": False}},
-            "y": {"field": "y", "type": "quantitative", "title": axis_titles[1], "scale": {"zero": False}},
-            "color": {
-                "field": "digit", "type": "nominal", "title": "digit",
-                "scale": {"domain": [str(d) for d in range(10)], "range": list(DIGIT_COLOURS)},
-            },
-            "tooltip": [{"field": "digit"}],
-        },
     }  # fmt: skip
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import time
 from pathlib import Path
 
@@ -177,10 +178,23 @@ def shown_active_count(at: AppTest) -> tuple[int, int]:
     return int(found[0][1]), int(found[0][2])
 
 
+def shown_latents(at: AppTest) -> np.ndarray:
+    """The points the live latent plane was sent: its bytes payload's "points" array."""
+    from explorer.latent_plane import payload_meta
+
+    blobs = [e.proto.bytes for e in at.get("bidi_component") if e.proto.WhichOneof("data") == "bytes"]
+    assert len(blobs) == 1, f"expected one latent plane payload, found {len(blobs)}"
+    (blob,) = blobs
+    (length,) = struct.unpack("<I", blob[4:8])
+    spec = json.loads(blob[8 : 8 + length])["arrays"]["points"]
+    assert payload_meta(blob)["decodable"] is False  # a model in training: no decoder is sent
+    body = 8 + length + (-(8 + length) % 8)
+    return np.frombuffer(blob, np.float32, int(np.prod(spec["shape"])), body + spec["offset"]).reshape(-1, 2)
+
+
 def assert_shows(at: AppTest, views: jobs.LiveViews) -> None:
     """The latent map and the KL bars on the page are this snapshot's."""
-    latents = chart_with(at, "digit")
-    np.testing.assert_array_equal(latents[["x", "y"]].to_numpy(), views.plane.astype(float))
+    np.testing.assert_array_equal(shown_latents(at), views.plane.astype(np.float32))
     kl = chart_with(at, "dimension")
     np.testing.assert_allclose(kl["kl"].to_numpy(), views.kl_per_dim, rtol=1e-6)
     assert shown_active_count(at) == (views.active_count, len(views.kl_per_dim))

@@ -26,8 +26,6 @@ from explorer.train_figures import (
     curve_spec,
     epoch_rows,
     format_duration,
-    latent_frame,
-    latent_spec,
     smooth,
 )
 from vae_core import ConfigError, ModelConfig, TrainConfig, load_checkpoint
@@ -284,15 +282,9 @@ def test_chart_specs_are_constant_and_name_every_series():
     assert spec["encoding"]["color"]["scale"]["domain"] == list(SERIES)
     filters = [layer["transform"][0]["filter"]["equal"] for layer in spec["layer"]]
     assert filters == list(SERIES)
-    latent = latent_spec(("PC1", "PC2"))
-    assert (
-        latent["encoding"]["x"]["title"] == "PC1" and len(latent["encoding"]["color"]["scale"]["range"]) == 10
-    )
 
 
-def test_latent_frame_and_duration_text():
-    frame = latent_frame([[0, 0], [1, 1], [2, 2]], [3, 3, 7])
-    assert frame["digit"].tolist() == ["3", "3", "7"] and frame["y"].tolist() == [0.0, 1.0, 2.0]
+def test_duration_text():
     assert format_duration(math.inf) == "—" and format_duration(42.4) == "42 s"
     assert format_duration(185) == "3 min 05 s" and format_duration(3725) == "1 h 02 min"
 

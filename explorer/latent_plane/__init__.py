@@ -182,6 +182,26 @@ def thumbnail_payload(entry: ModelEntry, count: int, model_id: str) -> bytes:
     return pack_payload("thumbnails", meta, {"bits": bits})
 
 
+def points_payload(plane, labels, axis_labels: tuple[str, str], image_size: int = 28) -> bytes:
+    """Points only, no decoder: a snapshot of a model still training (its weights change under it)."""
+    points = np.asarray(plane, dtype=np.float32).reshape(-1, 2)
+    arrays = {
+        "points": points,
+        "labels": np.asarray(labels).astype(np.int8),
+        "mean": np.zeros(2, dtype=np.float32),
+        "components": np.eye(2, dtype=np.float32),
+    }
+    meta = {"latent_dim": 2, "plane_dims": 2, "conditional": False, "num_classes": 10, "image_size": image_size,
+            "activation": "relu", "layers": 0, "decodable": False, "axis_labels": list(axis_labels),
+            "count": len(points)}  # fmt: skip
+    return pack_payload("model", meta, arrays)
+
+
+def payload_meta(blob: bytes) -> dict:
+    (length,) = struct.unpack("<I", blob[4:8])
+    return json.loads(blob[8 : 8 + length])["meta"]
+
+
 def cached_model_payload(entry: ModelEntry, codes: LatentCodes) -> bytes:
     return entry.cached("plane_payload", lambda: model_payload(entry, codes))
 
@@ -199,8 +219,8 @@ def _mount_payload(blob: bytes) -> None:
 
 
 def latent_plane(
-    entry: ModelEntry,
-    codes: LatentCodes,
+    entry: ModelEntry | None,
+    codes: LatentCodes | None,
     *,
     key: str,
     on_click: Callable[[dict], None] | None = None,
@@ -212,12 +232,14 @@ def latent_plane(
     star: tuple[float, float] | None = None,
     thumbnails: int = 0,
     decoded_by_server: dict | None = None,
-    prompt: str = "",
+    prompt: str | None = None,
     height: int = 520,
     pick_digits: bool = True,
     payload: bytes | None = None,
     path: dict | None = None,
     on_path: Callable[[dict], None] | None = None,
+    note: str | None = None,
+    refit: bool = False,
 ) -> None:
     """Draw the plane of `codes` for `entry`; `on_click(value)` runs (as a widget callback, before the
     rerun) with {"x", "y"} or {"digit": i}. `thumbnails` > 0 draws that many digits as images.
@@ -225,10 +247,13 @@ def latent_plane(
     `path` = {"start", "end" (latents), "method", "steps", "walk" (0-based step shown)}: an
     interpolation path the browser decodes (MLP decoders) and lets the user drag, its ends and its
     walk point; `on_path({"start", "end", "walk"})` runs when a drag ends.
+
+    Given a `payload` (say `points_payload` of a live run) `entry` and `codes` may be None; then pass
+    `bounds`. `refit` fits the view to `bounds` on every update (a live run's points move).
     """
     blob = payload if payload is not None else cached_model_payload(entry, codes)
     model_id = payload_id(blob)
-    decodable = mlp_decoder_layers(entry.model) is not None
+    decodable = payload_meta(blob)["decodable"]
     view = {
         "view_key": key,
         "model": model_id,
@@ -241,8 +266,11 @@ def latent_plane(
         "star": list(star) if star is not None else None,
         "thumbnails": bool(thumbnails),
         "server_image": decoded_by_server,
-        "prompt": prompt or ("Hover to decode; click to choose." if decodable else "Click to decode."),
-        "note": "" if decodable else CONV_NOTE,
+        "prompt": prompt
+        if prompt is not None
+        else ("Hover to decode; click to choose." if decodable else "Click to decode."),
+        "note": note if note is not None else ("" if decodable else CONV_NOTE),
+        "refit": refit,
         "pick_digits": pick_digits,
         "clicks": on_click is not None,
         "path": None,

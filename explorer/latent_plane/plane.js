@@ -186,7 +186,15 @@ function mountPayload(data) {
   if (MODELS.has(id) || THUMBS.has(id)) return;
   const blob = parseBlob(view);
   hooks.payloadBytes[id] = blob.bytes;
-  if (blob.header.kind === "model") MODELS.set(id, buildModel(blob));
+  if (blob.header.kind === "model") {
+    MODELS.set(id, buildModel(blob));
+    // a live run sends a model per snapshot: keep the newest few and any a view still shows
+    const shown = new Set([...VIEWS.values()].map((v) => v.data && v.data.model));
+    for (const old of MODELS.keys()) {
+      if (MODELS.size <= 12) break;
+      if (old !== id && !shown.has(old)) MODELS.delete(old);
+    }
+  }
   else if (blob.header.kind === "thumbnails") {
     THUMBS.set(blob.header.meta.model, { meta: blob.header.meta, bits: blob.arrays.bits, atlas: null });
     THUMBS.set(id, true);
@@ -273,7 +281,7 @@ class PlaneView {
     const model = this.model, data = this.data;
     const saved = SAVED.get(this.savedKey());
     this.hidden = saved ? saved.hidden : new Set();
-    this.view = saved ? saved.view : null;
+    this.view = saved && !data.refit ? saved.view : null; // refit: a live run's points move
     this.buildLegend();
     this.note.textContent = data.note || "";
     if (data.path && model.meta.decodable) this.setPath(data.path);
@@ -286,7 +294,7 @@ class PlaneView {
   }
 
   savedKey() {
-    return `${this.key}|${this.data.model}`;
+    return this.data.refit ? this.key : `${this.key}|${this.data.model}`;
   }
 
   save() {
@@ -419,7 +427,10 @@ class PlaneView {
         }
       }
       this.pointer = { sx, sy, at: e.timeStamp };
-      this.queue();
+      // Hovering draws at once, in the event: Chrome delivers pointermove at most once per frame,
+      // and drawing now puts the digit on the very next frame instead of one frame later.
+      if (this.press) this.queue();
+      else this.drawSafely();
     });
     c.addEventListener("pointerdown", (e) => {
       if (e.button !== 0 || !this.model) return;
@@ -600,6 +611,15 @@ class PlaneView {
     });
   }
 
+  drawSafely() {
+    try {
+      this.frame();
+    } catch (error) {
+      hooks.errors.push(String(error));
+      throw error;
+    }
+  }
+
   frame() {
     if (!this.model || !this.area) return;
     if (!this.view) {
@@ -607,7 +627,10 @@ class PlaneView {
       this.save();
     }
     this.frames += 1;
-    if (this.baseDirty) this.drawBase();
+    if (this.baseDirty) {
+      this.hoverPointer = null; // zoomed, panned or new data: the same pointer is another point now
+      this.drawBase();
+    }
     const ctx = this.canvas.getContext("2d");
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, this.canvas.width, this.canvas.height);
@@ -799,11 +822,22 @@ class PlaneView {
     }
     this.hovered = digit;
     if (!model.meta.decodable || this.path) return;
-    const [x, y] = this.toPlane(pointer.sx, pointer.sy);
-    const label = this.data.label || 0;
-    const probs = decodeLatent(model, latentFromPlane(model, x, y), label);
     const size = model.meta.image_size, box = 56;
-    this.paintDigit(this.small, probs, size);
+    if (this.hoverPointer !== pointer) { // a new position: decode it (a redraw reuses the last decode)
+      this.hoverPointer = pointer;
+      const [x, y] = this.toPlane(pointer.sx, pointer.sy);
+      const label = this.data.label || 0;
+      const probs = decodeLatent(model, latentFromPlane(model, x, y), label);
+      this.paintDigit(this.small, probs, size);
+      this.paintDigit(this.big, probs, size);
+      this.readout.textContent = `(${x.toFixed(3)}, ${y.toFixed(3)})` + (digit >= 0 ? ` · test digit #${digit}` : "");
+      this.lastShown = true;
+      this.lastDecoded = { x, y, label, probs };
+      const record = [pointer.at, performance.now(), null];
+      this.paints.push(record);
+      requestAnimationFrame((next) => { record[2] = next; });
+      if (this.paints.length > 2000) this.paints.splice(0, 1000);
+    }
     // next to the cursor, flipped to stay inside the plot
     let bx = pointer.sx + 14, by = pointer.sy + 14;
     if (bx + box > this.area.left + this.area.width) bx = pointer.sx - 14 - box;
@@ -813,15 +847,6 @@ class PlaneView {
     ctx.strokeStyle = "#888";
     ctx.lineWidth = 1;
     ctx.strokeRect(bx - 0.5, by - 0.5, box + 1, box + 1);
-    this.paintDigit(this.big, probs, size);
-    this.readout.textContent = `(${x.toFixed(3)}, ${y.toFixed(3)})` + (digit >= 0 ? ` · test digit #${digit}` : "");
-    this.lastShown = true;
-    this.lastDecoded = { x, y, label, probs };
-    const painted = performance.now();
-    const record = [pointer.at, painted, null];
-    this.paints.push(record);
-    requestAnimationFrame((next) => { record[2] = next; });
-    if (this.paints.length > 2000) this.paints.splice(0, 1000);
   }
 
   destroy() {
