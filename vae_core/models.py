@@ -169,7 +169,13 @@ def build_model(config: ModelConfig, seed: int = 0) -> VAE:
     """
     with torch.device("meta"):
         model = VAE(config)
-    model = model.to_empty(device="cpu")
+    for module in model.modules():  # real, uninitialised memory; Module.to_empty imports sympy
+        for name, meta in list(module._parameters.items()):
+            if meta is not None:
+                module._parameters[name] = nn.Parameter(torch.empty(meta.shape, dtype=meta.dtype))
+        for name, meta in list(module._buffers.items()):
+            if meta is not None:
+                module._buffers[name] = torch.zeros(meta.shape, dtype=meta.dtype)
     generator = torch.Generator().manual_seed(seed)
     initialised = set()
     with torch.no_grad():
