@@ -23,7 +23,6 @@ import ctypes
 import io
 import itertools
 import math
-import os
 import threading
 import time
 import weakref
@@ -50,10 +49,22 @@ from vae_core import (
 )
 from vae_core.config import config_to_dict
 from vae_core.diagnostics import activity_of_posterior
+from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
 
-IDLE_TIMEOUT_S = float(os.environ.get("VAE_TRAIN_IDLE_TIMEOUT_S", "60"))
+# A bad value in the environment falls back to the default with a log warning (never a crash).
+IDLE_TIMEOUT_S = env_number("VAE_TRAIN_IDLE_TIMEOUT_S", 60.0)
 SNAPSHOT_EVERY_S = 0.5
-MAX_ACTIVE_JOBS = int(os.environ.get("VAE_MAX_TRAINING_JOBS", "2"))  # per server process
+MAX_ACTIVE_JOBS = env_number("VAE_MAX_TRAINING_JOBS", 2, integer=True)  # per server process
+# All runs training at once on this server, by estimate_run_memory: Streamlit Cloud gives the whole
+# app ~690 MB and the app itself takes ~450 MB. Read when a run starts, so a test can set it.
+TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB = "VAE_MAX_TRAINING_MEMORY_MB", 300.0
+
+
+def training_memory_limit_mb() -> float:
+    """MB that all runs training at once may take together ($VAE_MAX_TRAINING_MEMORY_MB, else 300)."""
+    return env_number(TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB)
+
+
 RECON_DIGITS = 8
 PRIOR_SAMPLES = 16
 SCATTER_DIGITS = 1000
@@ -285,6 +296,7 @@ class TrainingJob:
         on_end: Callable[[TrainingJob], None] | None = None,
         history_size: int = HISTORY_SIZE,
         number: int | None = None,
+        limits: ServerLimits | None = None,
     ):
         self.id = next(_ids)  # server-wide: keys the model in pickers and caches
         self.key = f"trained:{self.id}"
@@ -298,6 +310,12 @@ class TrainingJob:
         self.snapshot_every_s = snapshot_every_s
         self._is_watched = is_watched  # e.g. "the browser tab is still connected"
         self._on_end = on_end
+        # Checked before anything is allocated: with `limits` (a public server) a run above them is
+        # refused with a ConfigError that names the setting to lower.
+        self.memory: RunMemory = (
+            limits.check(model_config, train_config) if limits is not None
+            else estimate_run_memory(model_config, train_config)
+        )  # fmt: skip
         # Built here, in the caller's thread, so bad settings raise before any thread exists.
         self.trainer: Trainer | None = Trainer(model_config, train_config, data.train, data.validation)
         self.model = self.trainer.model
@@ -325,8 +343,9 @@ class TrainingJob:
         self._checkpoint_bytes: bytes | None = None
 
     # -- control, from any thread ------------------------------------------------------------
-    def start(self, max_active: int | None = None) -> TrainingJob:
-        """Start training; with `max_active`, refuse (ConfigError) if the server already trains that many.
+    def start(self, max_active: int | None = None, max_memory_mb: float | None = None) -> TrainingJob:
+        """Start training; refuse (ConfigError) if the server already trains `max_active` runs, or if
+        this run's memory estimate and theirs together would pass `max_memory_mb`.
 
         Counting and starting happen under one lock: a count taken before the job was built would let
         sessions that press Start at the same moment all through (building a job takes up to a second).
@@ -336,11 +355,19 @@ class TrainingJob:
         self.touch()
         thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
         with _active_lock:
-            running = sum(1 for job in _active if job.is_alive())
+            alive = [job for job in _active if job.is_alive()]
+            running = len(alive)
             if max_active is not None and running >= max_active:
                 raise ConfigError(
                     f"this server is already training {running} models, its limit; "
                     "start again when one has finished"
+                )
+            in_use = sum(job.memory.peak for job in alive)
+            if max_memory_mb is not None and in_use + self.memory.peak > max_memory_mb * MB:
+                raise ConfigError(
+                    f"this run needs {megabytes(self.memory.peak)} and the {running} run(s) training on this "
+                    f"server already take {megabytes(in_use)} of its {megabytes(max_memory_mb * MB)} for "
+                    "training; start again when one has finished, or choose a smaller run"
                 )
             self._thread = thread
             _active.add(self)

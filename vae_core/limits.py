@@ -130,19 +130,23 @@ def _advice(need: RunMemory, model_config: ModelConfig, train_config: TrainConfi
     k = f"{names['k']} (now {train_config.k})"
     batch = f"{names['batch_size']} (now {train_config.batch_size})"
     widths = f"{names['hidden']} (now {','.join(map(str, model_config.hidden))})"
-    largest = max(
-        ("parameters", need.parameters),
-        ("training_step", need.training_step),
-        ("validation", need.validation),
-        ("evaluation", need.evaluation),
-        key=lambda part: part[1],
-    )[0]
+    parts = {
+        "parameters": need.parameters,
+        "training_step": need.training_step,
+        "validation": need.validation,
+        "evaluation": need.evaluation,
+    }
+    largest = max(parts, key=parts.get)
     if largest == "parameters":
         return f"lower {widths} or the latent size"
-    if largest == "validation" and iwae:
-        return f"lower {k}: validation takes k samples for each of 2,000 digits at a time"
     if largest == "evaluation":
         return f"lower {widths}, or leave out {names.get('eval_k', 'the test evaluation')}"
+    if largest == "validation":
+        if iwae:
+            return f"lower {k}: validation takes k samples for each of {VALIDATION_CHUNK:,} digits at a time"
+        if model_config.kind == "conv":
+            return f"use an MLP: the conv model's feature maps for {VALIDATION_CHUNK:,} validation digits are too large"
+        return f"lower {widths}: validation runs {VALIDATION_CHUNK:,} digits at a time"
     if iwae:
         return f"lower {k} or {batch}: each step decodes k x batch images"
     return f"lower {batch} or {widths}"
@@ -187,11 +191,13 @@ def env_number(name: str, default: float, integer: bool = False, environ: Mappin
 @dataclass(frozen=True)
 class ServerLimits:
     """What one visitor's run may ask for on a shared server. The defaults fit Streamlit Community
-    Cloud's ~690 MB container: the app itself takes ~450 MB, and two runs may train at once
-    ($VAE_MAX_TRAINING_JOBS). A deployer with more room raises them by environment variable."""
+    Cloud's ~690 MB container, where the app itself takes ~450 MB: they admit the Train form's
+    defaults (ELBO: ~75 MB; IWAE k=5: ~180 MB) and refuse the conv model (~370 MB, its validation
+    pass). explorer.training_jobs also caps all runs together ($VAE_MAX_TRAINING_MEMORY_MB, 300).
+    A deployer with more room raises them by environment variable."""
 
-    max_run_memory_mb: float = 120.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak
-    max_epochs: float = 100.0  # $VAE_MAX_EPOCHS
+    max_run_memory_mb: float = 200.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak
+    max_epochs: float = 500.0  # $VAE_MAX_EPOCHS (CPU time: the form's own maximum)
     max_k: int = 50  # $VAE_MAX_K: IWAE samples per image
     max_batch_size: int = 1024  # $VAE_MAX_BATCH_SIZE
     max_hidden_width: int = 2048  # $VAE_MAX_HIDDEN_WIDTH: each hidden layer
@@ -243,7 +249,7 @@ class ServerLimits:
             )
         if train_config.batch_size > self.max_batch_size:
             raise ConfigError(
-                f"batch size {train_config.batch_size:,} is more than this server allows "
+                f"batch size {train_config.batch_size} is larger than this server allows "
                 f"({self.max_batch_size:,}); 64 to 512 works well"
             )
         if train_config.objective == "iwae" and train_config.k > self.max_k:

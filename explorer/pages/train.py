@@ -7,6 +7,7 @@ the model joins this session's model picker on every page.
 
 import math
 import os
+import re
 
 import numpy as np
 import streamlit as st
@@ -34,6 +35,8 @@ from explorer.train_figures import (
 )
 from explorer.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
+from vae_core.config import MAX_HIDDEN_LAYERS, MAX_LATENT_DIM
+from vae_core.limits import ServerLimits
 
 JOB_KEY = "train_job"
 RUNS_KEY = "train_runs"  # this session's recent runs, oldest first, for the comparison chart
@@ -87,12 +90,30 @@ def session_probe():
 
 
 def parse_hidden(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.replace(" ", "").split(",") if part)
-    except ValueError:
+    """'256,128' -> (256, 128): 1 to 8 widths in ASCII digits (no '1e9', '٣' or 5,000-digit numbers)."""
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS or not all(re.fullmatch(r"[0-9]{1,7}", p) for p in parts):
         raise ConfigError(
-            f"hidden sizes must be comma-separated integers like 256,128, got {text!r}"
-        ) from None
+            f"hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} comma-separated whole numbers like 256,128, "
+            f"got {text[:40]!r}"
+        )
+    return tuple(int(part) for part in parts)
+
+
+def form_number(
+    settings: dict, key: str, label: str, low=None, high=None, whole: bool = False
+) -> float | int:
+    """A number input's value, checked here: the inputs have no bounds of their own, because
+    Streamlit silently swaps a value outside them for the default (1e9 epochs became 3) where
+    the person should be told what this server allows."""
+    value = settings[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{label} must be a finite number, got {value!r}")
+    if whole and value != int(value):
+        raise ConfigError(f"{label} must be a whole number, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{label} must be between {low:,} and {high:,}, got {value:,}")
+    return int(value) if whole else float(value)
 
 
 def parse_lr(text: str) -> float:
@@ -121,24 +142,38 @@ def share_from_thread(models: dict):
 
 
 def start_run(settings: dict) -> None:
+    """Check the settings against this server's limits (ServerLimits.from_env: $VAE_MAX_*), then start.
+
+    Every refusal is a ConfigError whose message says what to change; no model is built before the
+    memory estimate says the run fits.
+    """
+    limits = ServerLimits.from_env()
+    if settings["kind"] not in KINDS or settings["objective"] not in ("ELBO", "IWAE"):
+        raise ConfigError(f"unknown model {settings['kind']!r} or objective {settings['objective']!r}")
     kind, conditional = KINDS[settings["kind"]]
+    hidden = parse_hidden(settings["hidden"])
+    limits.check_hidden(hidden)
     model_config = ModelConfig(
-        kind=kind, latent_dim=int(settings["latent"]), hidden=parse_hidden(settings["hidden"]),
-        conditional=conditional,
+        kind=kind, latent_dim=form_number(settings, "latent", "Latent size", 1, MAX_LATENT_DIM, whole=True),
+        hidden=hidden, conditional=conditional,
     )  # fmt: skip
+    iwae = settings["objective"] == "IWAE"
+    data = training_data(settings["data"])  # once per server; its validation size sets the estimate
     train_config = TrainConfig(
-        epochs=float(settings["epochs"]), batch_size=int(settings["batch"]), lr=parse_lr(settings["lr"]),
-        beta=float(settings["beta"]), objective=settings["objective"].lower(),
-        k=int(settings["k"]) if settings["objective"] == "IWAE" else 1,
-        warmup_epochs=float(settings["warmup"]), seed=int(settings["seed"]), device=settings["device"],
-        num_threads=1, log_every=jobs.LOG_EVERY,
+        epochs=form_number(settings, "epochs", "Epochs"),
+        batch_size=form_number(settings, "batch", "Batch size", whole=True), lr=parse_lr(settings["lr"]),
+        beta=form_number(settings, "beta", "β", 0, 100), objective=settings["objective"].lower(),
+        k=form_number(settings, "k", "IWAE samples k", whole=True) if iwae else 1,
+        warmup_epochs=form_number(settings, "warmup", "KL warm-up epochs", 0, 100),
+        seed=form_number(settings, "seed", "Seed", 0, 2**31 - 1, whole=True), device=settings["device"],
+        num_threads=1, log_every=jobs.LOG_EVERY, validation_size=len(data.validation),
     )  # fmt: skip
+    limits.check(model_config, train_config)  # before any model or run is built
     if jobs.active_job_count() >= jobs.MAX_ACTIVE_JOBS:
         raise ConfigError(
             f"this server is already training {jobs.active_job_count()} models, its limit; "
             "start again when one has finished"
         )
-    data = training_data(settings["data"])
     job = jobs.TrainingJob(
         model_config,
         train_config,
@@ -146,8 +181,11 @@ def start_run(settings: dict) -> None:
         is_watched=session_probe(),
         on_end=share_from_thread(session_models()),
         number=st.session_state.get(RUN_COUNT_KEY, 0) + 1,
+        limits=limits,
     )
-    st.session_state[JOB_KEY] = job.start(max_active=jobs.MAX_ACTIVE_JOBS)
+    st.session_state[JOB_KEY] = job.start(
+        max_active=jobs.MAX_ACTIVE_JOBS, max_memory_mb=jobs.training_memory_limit_mb()
+    )
     st.session_state[RUN_COUNT_KEY] = job.number
     runs = st.session_state.setdefault(RUNS_KEY, [])
     runs.append(job)
@@ -155,29 +193,34 @@ def start_run(settings: dict) -> None:
 
 
 def settings_form(busy: bool) -> None:
+    limits = ServerLimits.from_env()
     # Folded while a run trains, so the live charts sit near the top of the page.
     with st.expander("Settings", expanded=not busy), st.form("train_form"):
         left, middle, right = st.columns(3)
         settings = {
             "kind": left.selectbox("Model", list(KINDS), key="train_kind",
                                    help="A conditional MLP also gets the digit label, so z need not encode it."),
-            "latent": left.number_input("Latent size", 1, 256, 2, key="train_latent",
+            "latent": left.number_input("Latent size", value=2, key="train_latent",
                                         help="2 draws the latent plane directly; more is shown through PCA."),
             "hidden": left.text_input("Hidden sizes (MLP)", "256,128", key="train_hidden",
-                                      help="Encoder widths; the decoder mirrors them. The conv model ignores this."),
+                                      help="Encoder widths; the decoder mirrors them. The conv model ignores this. "
+                                      f"Each at most {limits.max_hidden_width:,} on this server."),
             "data": left.selectbox("Data", list(DATA_CHOICES), format_func=DATA_CHOICES.get, key="train_data"),
-            "epochs": middle.number_input("Epochs", 0.05, 500.0, 3.0, step=1.0, key="train_epochs",
-                                          help="Fractions are fine: 0.5 stops half way through the data."),
-            "batch": middle.number_input("Batch size", 2, 8192, 128, key="train_batch"),
+            "epochs": middle.number_input("Epochs", value=3.0, step=1.0, key="train_epochs",
+                                          help="Fractions are fine: 0.5 stops half way through the data. "
+                                          f"At most {limits.max_epochs:g} on this server."),
+            "batch": middle.number_input("Batch size", value=128, key="train_batch",
+                                         help=f"At most {limits.max_batch_size:,} on this server; 64 to 512 works well."),
             "lr": middle.text_input("Learning rate", "1e-3", key="train_lr"),
-            "seed": middle.number_input("Seed", 0, 2**31 - 1, 0, key="train_seed"),
-            "beta": right.number_input("β (KL weight)", 0.0, 100.0, 1.0, step=0.1, key="train_beta",
+            "seed": middle.number_input("Seed", value=0, key="train_seed"),
+            "beta": right.number_input("β (KL weight)", value=1.0, step=0.1, key="train_beta",
                                        help="The loss is β·KL − reconstruction. β = 1 is the VAE's ELBO; "
                                        "β > 1 (a β-VAE) pushes q(z|x) towards the prior: fewer active units, "
                                        "smoother traversals, blurrier reconstructions; β < 1 the reverse."),
             "objective": right.selectbox("Objective", ["ELBO", "IWAE"], key="train_objective"),
-            "k": right.number_input("IWAE samples k", 1, 5000, 5, key="train_k", help="Used by IWAE only."),
-            "warmup": right.number_input("KL warm-up epochs", 0.0, 100.0, 0.0, step=0.5, key="train_warmup",
+            "k": right.number_input("IWAE samples k", value=5, key="train_k",
+                                     help=f"Used by IWAE only; at most {limits.max_k:,} on this server."),
+            "warmup": right.number_input("KL warm-up epochs", value=0.0, step=0.5, key="train_warmup",
                                          help="Ramp β from 0 over this many epochs."),
             "device": right.selectbox("Device", ["auto", "cpu"] + (["cuda"] if torch.cuda.is_available() else []),
                                       key="train_device"),
