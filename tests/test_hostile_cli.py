@@ -320,3 +320,20 @@ def test_ctrl_c_during_training_saves_the_steps_trained_so_far(tmp_path, mnist_d
     assert 0 < saved.metrics["steps"] < 100 * 859
     assert saved.metrics["interrupted"].startswith("stopped by Ctrl-C at step")
     assert json.loads(stdout.decode().splitlines()[-1])["checkpoint"] == str(out)
+
+
+@pytest.mark.parametrize(
+    ("environ", "words"),
+    [
+        ({"WORLD_SIZE": "abc"}, "$WORLD_SIZE must be a whole number"),
+        ({"WORLD_SIZE": "2"}, "$RANK must be a whole number"),  # RANK missing
+        ({"WORLD_SIZE": "2", "RANK": "5"}, "$RANK 5 must be below $WORLD_SIZE 2"),
+        ({"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "-1"}, "$LOCAL_RANK"),
+    ],
+)
+def test_a_broken_torchrun_environment_is_one_line(capsys, tmp_path, monkeypatch, environ, words):
+    monkeypatch.delenv("RANK", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    code, err = run_cli(capsys, "train", "--out", str(tmp_path / "m.safetensors"))
+    assert_refused(code, err, words)

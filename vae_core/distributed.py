@@ -41,16 +41,26 @@ class DistributedContext:
         return torch.device("cuda", self.local_rank)
 
 
+def _env_rank(name: str, default: str) -> int:
+    """RANK, LOCAL_RANK or WORLD_SIZE as torchrun sets them; anything else is a ConfigError, not a traceback."""
+    text = os.environ.get(name, default).strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise ConfigError(f"${name} must be a whole number (torchrun sets it), got {text[:20]!r}")
+    return int(text)
+
+
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return _env_rank("WORLD_SIZE", "1") > 1
 
 
 def init_distributed(requested_device: str = "auto") -> DistributedContext:
     """Join the process group torchrun prepared; a world of one when not under torchrun."""
     if not launched_by_torchrun():
         return DistributedContext()
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    rank, world = _env_rank("RANK", ""), _env_rank("WORLD_SIZE", "1")
+    local_rank = _env_rank("LOCAL_RANK", "0")
+    if rank >= world:
+        raise ConfigError(f"$RANK {rank} must be below $WORLD_SIZE {world}; start with torchrun")
     use_cuda = requested_device == "cuda" or (requested_device == "auto" and torch.cuda.is_available())
     backend = "nccl" if use_cuda else "gloo"
     if use_cuda:
