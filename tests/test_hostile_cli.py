@@ -234,7 +234,8 @@ def test_an_unwritable_out_is_refused_before_any_data_is_read(capsys, tmp_path, 
     a_folder = tmp_path / "folder.safetensors"
     a_folder.mkdir()
     for out, words in [
-        (a_file / "model.safetensors", ("cannot write --out",)),
+        (a_file / "model.safetensors", ("cannot write --out", "notes.txt is a file, not a folder")),
+        (a_file / "deeper" / "model.safetensors", ("notes.txt is a file, not a folder",)),
         (a_folder, ("is a folder",)),
         (tmp_path / "model.pt", (".safetensors",)),
     ]:

@@ -204,6 +204,11 @@ def writable_destination(path: str | Path, suffix: str | None = None, what: str 
         raise VAEError(f"{what} must end in {suffix}, got {path}")
     if path.is_dir():
         raise VAEError(f"{what} {path} is a folder; give a file name ending in {path.suffix or suffix}")
+    existing = next(folder for folder in path.parents if folder.exists() or folder == folder.parent)
+    if existing.exists() and not existing.is_dir():
+        raise VAEError(
+            f"cannot write {what} {path}: {existing} is a file, not a folder; choose another {what}"
+        )
     try:
         path.parent.mkdir(parents=True, exist_ok=True)  # saving would create it anyway
         fd, probe = tempfile.mkstemp(dir=path.parent, prefix=".vae-write-check-")
