@@ -16,7 +16,7 @@ def test_full_mnist_loads_from_a_folder_of_idx_files(mnist_dir):
     assert set(test.labels.unique().tolist()) == set(range(10))
     train, valid = load_train_validation(mnist_dir, validation_size=5000)
     assert len(train) == 55_000 and len(valid) == 5000
-    assert str(mnist_dir) in test.source
+    assert test.source == "MNIST test (IDX files)"  # the folder stays off screens and checkpoints
 
 
 def test_idx_reader_rejects_a_truncated_file(tmp_path, mnist_dir):
@@ -96,3 +96,14 @@ def test_sample_only_ignores_a_configured_mnist_folder(mnist_dir, monkeypatch):
     assert len(train) + len(valid) == len(load_sample_digits())
     full_train, full_valid = load_train_validation()
     assert (len(full_train), len(full_valid)) == (50_000, 10_000)
+
+
+def test_a_digit_sources_description_names_no_folder_of_this_machine(tmp_path):
+    """The source is shown in the sidebar and saved in checkpoints: it must not carry a path."""
+    import os
+
+    from vae_core.data import load_digits
+
+    folder = os.path.abspath(os.environ["VAE_DATA_DIR"])
+    digits = load_digits("test", data_dir=folder, allow_download=False)
+    assert folder not in digits.source and "/" not in digits.source, digits.source

@@ -333,17 +333,21 @@ def load_digits(
         with np.load(path, allow_pickle=False) as archive:
             bits = archive[split]
         labels = np.full(len(bits), -1, dtype=np.int64)
-        return _as_digits(bits * 255, labels, image_size, binarization, f"binarised MNIST ({path})")
+        return _as_digits(
+            bits * 255, labels, image_size, binarization, "statically binarised MNIST (Larochelle & Murray)"
+        )
     if split == "valid":
         raise DataError("the 'valid' split exists only for binarized MNIST; use load_train_validation")
     errors = []
     if directory is not None:
         images, labels = _read_idx_split(directory, split)
-        return _as_digits(images, labels, image_size, binarization, f"MNIST {split} ({directory})")
+        # No folder in a source: it is shown to visitors and saved in checkpoints
+        return _as_digits(images, labels, image_size, binarization, f"MNIST {split} (IDX files)")
     if allow_download:
         try:
             images, labels, root = _download_split(split)
-            return _as_digits(images, labels, image_size, binarization, f"MNIST {split} ({root})")
+            source = f"MNIST {split} (downloaded by torchvision)"
+            return _as_digits(images, labels, image_size, binarization, source)
         except DataError as exc:
             errors.append(str(exc))
     if allow_sample:
