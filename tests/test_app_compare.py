@@ -137,3 +137,24 @@ def test_switching_the_card_to_the_compared_model_drops_it_from_the_picker_until
     assert app.selectbox(key=COMPARE).value == models["labelled"].key
     (table,) = comparison_tables(app)
     assert list(table.columns)[:2] == ["flat", "labelled"]
+
+
+def test_an_uploaded_models_text_fields_show_on_the_card_as_text(monkeypatch):
+    """metrics' data, device and command come from whoever made the file: never a live link."""
+    from streamlit.testing.v1 import AppTest
+
+    config = ModelConfig(latent_dim=2, hidden=(32,))
+    hostile = "[Log in again](https://evil.example/login)"
+    metrics = {"data": hostile, "device": hostile, "command": hostile, "train_seconds": 60, "epochs": 1}
+    entry = ModelEntry(
+        "uploaded:x", Checkpoint(build_model(config).eval(), config, {}, metrics), "uploaded", "x"
+    )
+    monkeypatch.setenv("VAE_OFFLINE", "1")
+    at = AppTest.from_file(APP, default_timeout=300)
+    at.session_state["user_models"] = {entry.key: entry}
+    at.session_state["selected_model"] = entry.key
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    card = next(m.value for m in at.markdown if "Trained on" in m.value)
+    assert "[Log in again](https" not in card  # Markdown would render that as a live link
+    assert card.count(r"\[Log in again\]\(https") == 3

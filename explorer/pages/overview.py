@@ -21,6 +21,7 @@ from explorer.model_comparison import (
     summarise,
 )
 from explorer.resources import available_models, digits_for
+from explorer.share_links import escape_markdown
 from explorer.widgets import model_picker
 from vae_core import sample_prior
 from vae_core.models import count_parameters
@@ -152,7 +153,7 @@ with left:
         "Architecture": config.describe(),
         "Decoder": "Bernoulli logits per pixel",
         "Images": f"{config.image_size}×{config.image_size}",
-        "Binarisation": train_config.get("binarization", "—"),
+        "Binarisation": escape_markdown(train_config.get("binarization", "—")),
         "Objective": (
             f"IWAE, k={train_config.get('k')}" if train_config.get("objective") == "iwae" else "ELBO"
         )
@@ -168,13 +169,14 @@ with left:
             if metrics
             else "—"
         ),
-        "Trained on": metrics.get("data", "—"),
+        # text fields of an uploaded checkpoint are the uploader's words: shown literally
+        "Trained on": escape_markdown(metrics.get("data", "—")),
         "Training time": (
-            f"{metrics['train_seconds'] / 60:.1f} min on {metrics.get('device', '?')}"
+            f"{metrics['train_seconds'] / 60:.1f} min on {escape_markdown(metrics.get('device', '?'))}"
             if "train_seconds" in metrics
             else "—"
         ),
-        "Command": f"`{metrics['command']}`" if "command" in metrics else "—",
+        "Command": escape_markdown(metrics["command"]) if "command" in metrics else "—",
         "Origin": entry.origin,
     }
     st.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items()))
