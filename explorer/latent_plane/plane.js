@@ -174,6 +174,14 @@ function buildAtlas(thumbs, labels) {
   return thumbs;
 }
 
+// Run `callback` after the current frame's rendering: a message posted from requestAnimationFrame
+// is handled once the frame's style, layout and paint are done.
+function afterPaint(callback) {
+  const channel = new MessageChannel();
+  channel.port1.onmessage = callback;
+  channel.port2.postMessage(0);
+}
+
 function hexToRgb(hex) {
   return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
 }
@@ -242,8 +250,8 @@ class PlaneView {
     this.frameQueued = false;
     this.hovered = null;
     this.lastDecoded = null;
-    // (pointer event time, drawn, next frame) of recent hover decodes, for the benchmark: the digit is
-    // drawn in this frame's callback and on screen by the start of the next frame
+    // (pointer event time, drawn, painted) of recent hover decodes, for the benchmark: painted is
+    // a message posted from the next animation frame, which runs once that frame has been rendered
     this.paints = [];
     this.frames = 0;
     this.listen();
@@ -835,7 +843,7 @@ class PlaneView {
       this.lastDecoded = { x, y, label, probs };
       const record = [pointer.at, performance.now(), null];
       this.paints.push(record);
-      requestAnimationFrame((next) => { record[2] = next; });
+      requestAnimationFrame(() => afterPaint(() => { record[2] = performance.now(); }));
       if (this.paints.length > 2000) this.paints.splice(0, 1000);
     }
     // next to the cursor, flipped to stay inside the plot
