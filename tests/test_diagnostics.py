@@ -30,16 +30,29 @@ def test_bounds_tighten_with_k_from_the_elbo_towards_log_px(trained_8d, test_bat
     assert bounds[10] - bounds[1] > 1.0
 
 
-def test_gaps_add_up_and_svi_never_does_much_worse_than_the_encoder(trained_2d, test_batch):
+def test_gaps_add_up_and_the_best_gaussian_sits_between_the_encoder_and_log_px(trained_2d, test_batch):
+    from vae_core.diagnostics import inference_gaps
+    from vae_core.inference import best_gaussian_posterior
+
+    summary = inference_gaps(trained_2d, test_batch[:3])
+    assert summary.exact and bool(summary.converged.all())
+    total = (summary.log_px - summary.encoder_elbo).mean()
+    assert abs(total - (summary.amortisation_gap + summary.approximation_gap)) < 1e-9
+    # an ELBO never beats log p(x): 4,096 draws from a q* this close to the posterior vary by ~0.01
+    assert (summary.q_star_elbo <= summary.log_px + 0.03).all()
+    # the best Gaussian is at least as good as the encoder's (whose ELBO estimate varies by ~0.1)
+    assert (summary.q_star_elbo >= summary.encoder_elbo - 0.3).all()
+    # each digit's numbers are the library's best Gaussian for that digit, nothing else
+    alone = best_gaussian_posterior(trained_2d, test_batch[1:2], samples=4096, seed=1)
+    assert summary.q_star_elbo[1] == alone.elbo and summary.log_px[1] == alone.grid_log_px
+
+
+def test_gaps_beyond_two_dimensions_use_svi_and_say_they_are_not_exact(trained_8d, test_batch):
     from vae_core.diagnostics import inference_gaps
 
-    summary = inference_gaps(trained_2d, test_batch[:3], svi_steps=150)
-    total = (summary.log_px - summary.encoder_elbo).mean()
-    assert abs(total - (summary.amortisation_gap + summary.approximation_gap)) < 1e-4
-    assert (summary.log_px >= summary.svi_elbo - 0.5).all()  # an ELBO never beats log p (up to noise)
-    assert summary.amortisation_gap > -0.5
-    # q* starts at the encoder's q, so SVI refines it: never more than noise below it, per digit
-    assert (summary.svi_elbo >= summary.encoder_elbo - 0.5).all()
+    summary = inference_gaps(trained_8d, test_batch[:2], svi_steps=20, k=200, elbo_samples=256)
+    assert not summary.exact and not summary.converged.any()
+    assert summary.log_px.shape == summary.q_star_elbo.shape == (2,)
 
 
 def test_one_digits_bounds_rise_from_its_elbo_to_its_quadrature_log_px(trained_2d, test_batch):

@@ -12,6 +12,7 @@ Every result says which one it is (``DigitImages.source``) so the app can tell t
 from __future__ import annotations
 
 import gzip
+import hashlib
 import importlib.util
 import os
 import socket
@@ -97,10 +98,70 @@ class DigitImages:
             return (pixels > thresholds).float()
         return (pixels > 127).float()
 
-    def fixed_binary(self, seed: int = EVALUATION_BINARIZATION_SEED) -> torch.Tensor:
-        """The whole split binarised once, reproducibly: what evaluation numbers are computed on."""
-        generator = torch.Generator(device=self.device).manual_seed(seed)
-        return self.binary_batch(slice(None), generator)
+    def fixed_binary(
+        self, seed: int = EVALUATION_BINARIZATION_SEED, index: int | torch.Tensor | slice | None = None
+    ) -> torch.Tensor:
+        """The binary images these digits are scored on (all, or `index`): see `scoring_binary`.
+
+        Each digit's image depends on its grey levels and `seed` only, so digit #i is the same
+        binary image alone, in a batch or in the whole split, on every page and in every metric.
+        """
+        pixels = self.pixels if index is None else self.pixels[index]
+        return scoring_binary(pixels, self.binarization, seed)
+
+
+_GOLDEN_GAMMA = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mixer (Steele et al. 2014): well-spread bits from counters, vectorised."""
+    x = x + _GOLDEN_GAMMA
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def scoring_binary(
+    pixels: torch.Tensor | np.ndarray,
+    binarization: str = "dynamic",
+    seed: int = EVALUATION_BINARIZATION_SEED,
+) -> torch.Tensor:
+    """The binary image a digit is scored on: the one rule behind every likelihood shown or saved.
+
+    pixels: (..., D) grey levels, uint8 0..255 or floats in [0, 1] (a drawn or uploaded digit,
+    rounded to the nearest of the 256 levels). Returns float32 0/1 of the same shape, on the
+    same device.
+    "dynamic" (the models' training data): each pixel is on with probability level/255, drawn
+    from noise keyed by the image's own levels and `seed` (a hash, no RNG state): the same digit
+    always gets the same binary image, whatever batch or page it is in, and a person's drawing
+    is binarised by the same rule as a test digit. "static": level > 127 (as trained).
+    "binarized": the data are already 0/255.
+    """
+    grey = torch.as_tensor(pixels)
+    device, shape = grey.device, grey.shape
+    if grey.dtype != torch.uint8:
+        if grey.numel() and not (grey.min() >= 0 and grey.max() <= 1):
+            raise ValueError("grey pixels must be uint8 levels 0..255 or floats in [0, 1]")
+        grey = (grey.double() * 255).round().to(torch.uint8)
+    if binarization != "dynamic":
+        return (grey > 127).float()
+    levels = grey.reshape(-1, shape[-1] if grey.dim() else 1).cpu().numpy()  # (B, D)
+    keys = np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(row.tobytes(), digest_size=8, key=str(seed).encode()).digest(), "little"
+            )
+            for row in levels
+        ],
+        dtype=np.uint64,
+    )  # (B,) one key per image, from its levels
+    # SplitMix64's own stream from state `key`: output i mixes key + (i + 1) * gamma.
+    counters = np.arange(levels.shape[1], dtype=np.uint64) * _GOLDEN_GAMMA  # (D,)
+    noise = _splitmix64(keys[:, None] + counters[None, :])  # (B, D) uniform 64-bit words
+    # thresholds uniform on {0..254}: P(level > r) = level/255, exactly 0 and 1 at the ends
+    thresholds = ((noise >> np.uint64(32)) * np.uint64(255)) >> np.uint64(32)
+    binary = torch.from_numpy(levels > thresholds).float().reshape(shape)
+    return binary.to(device)
 
 
 def default_cache_dir() -> Path:

@@ -1,9 +1,11 @@
-"""Posterior: for a 2-D model, the exact p(z|x_obs) on a grid beside the encoder's q and an SVI fit q*."""
+"""Posterior: for a 2-D model, the exact p(z|x_obs) on a grid beside the encoder's q and the best Gaussian q*."""
 
+import plotly.graph_objects as go
 import streamlit as st
 import torch
+from torch.distributions import Normal
 
-from explorer.figures import digit_bounds_figure, posterior_figure
+from explorer.figures import digit_bounds_figure, ellipse_points, posterior_figure
 from explorer.resources import digits_for, remember_in_session
 from explorer.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
 from explorer.widgets import (
@@ -14,15 +16,16 @@ from explorer.widgets import (
     share_this_view,
     show_digit,
 )
-from vae_core import complete_masked_image, encode, exact_posterior_grid, importance_log_px, observed_mask
+from vae_core import encode, exact_posterior_grid, observed_mask
 from vae_core.diagnostics import inference_gaps, repeated_bounds_by_k
-from vae_core.inference import HIDDEN_HALVES, observed_elbo
+from vae_core.inference import HIDDEN_HALVES, best_gaussian_posterior, importance_log_px, observed_elbo
 
 GRIDS_KEY = "posterior_grids"
 DIGIT_BOUNDS_KEY = "posterior_digit_bounds"
-SVI_KEY = "posterior_svi_fits"
+Q_STAR_KEY = "posterior_best_gaussians"
 IMPORTANCE_K = 1000
-ELBO_SAMPLES = 1000
+ELBO_SAMPLES = 4096
+Q_STAR_WIDENING = 1.5  # importance proposal: q* with 1.5x its std, to cover the posterior's tails
 
 PARTS = ("full", *HIDDEN_HALVES)
 DIGIT_BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
@@ -77,7 +80,7 @@ if config.latent_dim != 2:
         "(e.g. *mlp2d*), or train one on the Train page with latent size 2."
     )
     any_digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4)
-    binary = (digits_for(entry).grey(any_digit) > 0.5).float().reshape(1, -1)
+    binary = digits_for(entry).fixed_binary(index=any_digit).reshape(1, -1)
     any_labels = labels_for(entry, digits_for(entry).labels[any_digit : any_digit + 1])
     digit_bounds_section(entry, binary, any_labels, any_digit)
     st.stop()
@@ -85,8 +88,9 @@ if config.latent_dim != 2:
 st.caption(
     "With two latent dimensions the true posterior p(z|x) ∝ p(z)·p(x|z) can be evaluated on a fine grid "
     "and normalised, so log p(x) is exact up to grid error. Compare it with the encoder's Gaussian "
-    "q(z|x) (red) and with q*(z), the best Gaussian for this one image found by SVI starting from q (green). Hide half "
-    "the digit to see a wider, sometimes two-peaked posterior that a single Gaussian cannot follow."
+    "q(z|x) (red) and with q*(z), the best Gaussian for this one image (green): the ELBO maximised over the grid, "
+    "starting at the posterior's own mean and spread. Hide half the digit to see a wider, sometimes two-peaked "
+    "posterior that a single Gaussian cannot follow."
 )
 
 digits = digits_for(entry)
@@ -98,12 +102,11 @@ with controls_column:
         "Visible part", PARTS, horizontal=True, key="posterior_visible",
         format_func=lambda v: "full image" if v == "full" else f"hide {v}",
     )  # fmt: skip
-    fit_svi = st.toggle("Fit q*(z) by SVI", key="posterior_svi")
-    svi_steps = st.slider("SVI steps", 20, 1000, 300, step=10, key="posterior_svi_steps")
+    fit_q_star = st.toggle("Find the best Gaussian q*(z)", key="posterior_best_gaussian")
 
 share_this_view(entry, "posterior", {DIGIT_PARAM: digit, PART_PARAM: visible})
 
-x = (digits.grey(digit) > 0.5).float().reshape(1, -1)  # the binary pixels the model is scored on
+x = digits.fixed_binary(index=digit).reshape(1, -1)  # the binary image the digit is scored on
 mask = torch.ones(config.pixels) if visible == "full" else observed_mask(visible, config.image_size)
 labels = labels_for(entry, digits.labels[digit : digit + 1])
 
@@ -116,24 +119,31 @@ def _exact_and_encoder() -> dict:
         encoder_elbo = observed_elbo(model, x, mask, q, labels, ELBO_SAMPLES, generator).item()
     return {
         "grid": exact_posterior_grid(model, x, mask, labels),
-        "importance_log_px": importance_log_px(model, x, mask, labels, k=IMPORTANCE_K),
+        "importance": importance_log_px(model, x, mask, labels, k=IMPORTANCE_K),  # proposal: the encoder
         "encoder_elbo": encoder_elbo,
         "full_image_mean": encode(model, x, labels)[0][0].cpu().numpy(),
     }
 
 
+def _best_gaussian() -> dict:
+    fit = best_gaussian_posterior(entry.model, x, mask, labels, grid=exact["grid"], samples=ELBO_SAMPLES)
+    proposal = Normal(
+        torch.as_tensor(fit.mean, dtype=torch.float32, device=entry.model.device)[None],
+        torch.as_tensor(Q_STAR_WIDENING * fit.std, dtype=torch.float32, device=entry.model.device)[None],
+    )
+    return {
+        "fit": fit,
+        "importance": importance_log_px(entry.model, x, mask, labels, IMPORTANCE_K, 0, proposal),
+    }
+
+
 with st.spinner("Evaluating the posterior on a grid…"):
     exact = remember_in_session(GRIDS_KEY, (entry.key, digit, visible), _exact_and_encoder)
-svi = None
-if fit_svi:
-    with st.spinner(f"Fitting q*(z) with {svi_steps} SVI steps…"):
-        svi = remember_in_session(
-            SVI_KEY,
-            (entry.key, digit, visible, svi_steps),
-            lambda: complete_masked_image(
-                entry.model, x, mask, labels, steps=svi_steps, n_completions=1, start_at_encoder=True
-            ),
-        )
+best = None
+if fit_q_star:
+    with st.spinner("Finding the best Gaussian q*(z) on the grid…"):
+        best = remember_in_session(Q_STAR_KEY, (entry.key, digit, visible), _best_gaussian)
+q_star = best["fit"] if best is not None else None
 
 with controls_column:
     pictures = st.columns(2)
@@ -142,24 +152,51 @@ with controls_column:
         show_digit(x * mask + 0.5 * (1 - mask), "what the model sees", config.image_size, pictures[1])
 with figure_column:
     figure = posterior_figure(
-        exact["grid"],
-        svi=(svi.q_mean, svi.q_std) if svi is not None else None,
-        truth_point=exact["full_image_mean"] if visible != "full" else None,
+        exact["grid"], truth_point=exact["full_image_mean"] if visible != "full" else None
     )
+    if q_star is not None:
+        sx, sy = ellipse_points(q_star.mean, q_star.std)
+        figure.add_trace(go.Scatter(x=sx, y=sy, mode="lines", name="best Gaussian q*(z), 2σ",
+                                    line={"color": "#2ca02c", "width": 2, "dash": "dash"}))  # fmt: skip
     st.plotly_chart(figure, key="posterior_figure", config={"displayModeBar": False})
 
 seen = "x" if visible == "full" else "x_obs"
 log_px = exact["grid"].log_px
 encoder_elbo = exact["encoder_elbo"]
+importance = exact["importance"]
 values = [*st.columns(2), *st.columns(2)]  # two rows: four columns cut the numbers at 800 px
 values[0].metric(f"log p({seen}), quadrature", f"{log_px:.2f}", help="exact up to grid error; nats")
 values[1].metric(
     f"log p({seen}), importance sampled",
-    f"{exact['importance_log_px']:.2f}",
-    help=f"{IMPORTANCE_K} samples from the encoder's q; a stochastic lower bound in expectation",
+    f"{importance.log_px:.2f}",
+    help=f"{IMPORTANCE_K:,} samples from the encoder's q; a stochastic lower bound in expectation. "
+    f"Effective sample size {importance.ess:.1f}, standard error ±{importance.std_error:.2f} nats",
 )
-values[2].metric("ELBO of encoder q", f"{encoder_elbo:.2f}", help=f"{ELBO_SAMPLES} samples; nats")
-values[3].metric("ELBO of SVI q*", f"{svi.svi_elbo:.2f}" if svi is not None else "—", help="nats")
+values[2].metric("ELBO of encoder q", f"{encoder_elbo:.2f}", help=f"{ELBO_SAMPLES:,} samples; nats")
+values[3].metric(
+    "ELBO of best Gaussian q*",
+    f"{q_star.elbo:.2f}" if q_star is not None else "—",
+    help=f"{ELBO_SAMPLES:,} samples from q*; nats",
+)
+caption = (
+    f"Importance sampling from the encoder's q: effective sample size {importance.ess:.1f} of {IMPORTANCE_K:,}, "
+    f"standard error ±{importance.std_error:.2f} nats."
+)
+if best is not None:
+    covered = best["importance"]
+    caption += (
+        f" From q* widened {Q_STAR_WIDENING}x, a proposal that covers the posterior: log p({seen}) "
+        f"{covered.log_px:.2f} ± {covered.std_error:.2f}, effective sample size {covered.ess:.0f}."
+    )
+st.caption(caption)
+if importance.disagrees_with(log_px):
+    st.warning(
+        f"Importance sampling from the encoder's q is {abs(importance.log_px - log_px):.2f} nats from the exact "
+        f"log p({seen}), beyond its error (±{importance.std_error:.2f}, effective sample size {importance.ess:.1f}): "
+        "the encoder's q misses where the posterior is, so its estimate is not to be trusted here."
+    )
+if q_star is not None and not q_star.converged:
+    st.warning(f"q* may not be the best Gaussian: {q_star.message}.")
 
 gaps = [*st.columns(2), *st.columns(2)]  # two rows, as above
 gaps[0].metric(
@@ -167,19 +204,25 @@ gaps[0].metric(
     f"{log_px - encoder_elbo:.2f} nats",
     help="log p − ELBO(q) = KL(q ‖ exact posterior): everything the encoder loses",
 )
-if svi is not None:
+if q_star is not None:
     gaps[1].metric(
-        "Gap of SVI q* (approximation)",
-        f"{log_px - svi.svi_elbo:.2f} nats",
-        help="log p − ELBO(q*): what even the best Gaussian for this image loses",
+        "Approximation gap (best Gaussian q*)",
+        f"{log_px - q_star.elbo:.2f} nats",
+        help=f"log p − ELBO(q*) = KL(q* ‖ exact posterior): what even the best Gaussian for this image loses "
+        f"(± {q_star.elbo_std_error:.3f} from sampling; {q_star.grid_kl:.2f} by quadrature)",
     )
     gaps[2].metric(
         "Amortisation gap",
-        f"{svi.svi_elbo - encoder_elbo:.2f} nats",
+        f"{q_star.elbo - encoder_elbo:.2f} nats",
         help="ELBO(q*) − ELBO(q): what sharing one encoder across all images costs here",
     )
+    gaps[3].caption(
+        f"q* = N(({q_star.mean[0]:.3f}, {q_star.mean[1]:.3f}), diag({q_star.std[0]:.3f}², {q_star.std[1]:.3f}²))"
+    )
 else:
-    gaps[1].caption("Turn on **Fit q\\*(z) by SVI** to split the gap into approximation and amortisation.")
+    gaps[1].caption(
+        "Turn on **Find the best Gaussian q\\*(z)** to split the gap into approximation and amortisation."
+    )
 
 digit_bounds_section(
     entry, x, labels, digit,
@@ -190,11 +233,11 @@ st.subheader("Averaged over test digits")
 subset_size = st.select_slider("Test digits", (5, 10, 20, 50), value=10, key="posterior_gap_count")
 gap_key = (entry.key, subset_size)
 if st.button("Compute the average gaps", key="posterior_gap_button"):
-    bar = st.progress(0.0, text="SVI per digit…")
+    bar = st.progress(0.0, text="Best Gaussian per digit…")
     chosen = digits.subset(slice(0, subset_size))
     summary = inference_gaps(
         entry.model, chosen.fixed_binary(), labels_for(entry, chosen.labels),
-        progress=lambda i: bar.progress((i + 1) / subset_size, text=f"SVI per digit… {i + 1}/{subset_size}"),
+        progress=lambda i: bar.progress((i + 1) / subset_size, text=f"Best Gaussian per digit… {i + 1}/{subset_size}"),
     )  # fmt: skip
     bar.empty()
     st.session_state.setdefault("posterior_gap_summaries", {})[gap_key] = summary
@@ -207,6 +250,11 @@ if summary is not None:
     averages[1].metric("Mean amortisation gap", f"{summary.amortisation_gap:.2f} nats")
     averages[2].metric("Mean approximation gap", f"{summary.approximation_gap:.2f} nats")
     st.caption(
-        f"The first {subset_size} test digits, full images, 300 SVI steps each; log p(x) by quadrature. "
-        "Amortisation gap = ELBO(q*) − ELBO(q); approximation gap = log p(x) − ELBO(q*)."
+        f"The first {subset_size} test digits, full images; log p(x) by quadrature, q* the best Gaussian per digit "
+        "found on the grid. Amortisation gap = ELBO(q*) − ELBO(q); approximation gap = log p(x) − ELBO(q*)."
     )
+    unconverged = int((~summary.converged).sum())
+    if unconverged:
+        st.warning(
+            f"For {unconverged} of {subset_size} digits q* did not converge: their gaps are upper estimates."
+        )
