@@ -94,7 +94,7 @@ def test_the_app_starts_and_works_without_any_network(tmp_path):
     assert SAMPLE_NOTE in seen["sidebar_note"], seen["sidebar_note"]
     assert seen["overview_exceptions"] == 0 and seen["latent_map_exceptions"] == 0
     assert seen["decoded_caption"] and seen["decoded_point"].startswith("Point (")
-    assert seen["map_digits"] == 2000  # the sample's first 2,000 digits, as with full MNIST
+    assert seen["map_digits"] == 5000  # every digit of the bundled sample, as all 10,000 with full MNIST
 
 
 # ------------------------------------------------------------------- inside the offline world

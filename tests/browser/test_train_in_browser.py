@@ -19,7 +19,15 @@ pytestmark = pytest.mark.browser
 STEP_TEXT = re.compile(r"step ([\d,]+) (?:/|of) ([\d,]+)")  # "of" once the run has ended
 MARK_CHARTS_JS = "() => document.querySelectorAll('.vega-embed').forEach(e => { e.__seen = true; })"
 MARKED_CHARTS_JS = "() => Array.from(document.querySelectorAll('.vega-embed')).filter(e => e.__seen).length"
-LIVE_CHARTS = 5  # three curves, the latent map and the KL per latent dimension
+LIVE_CHARTS = 4  # three curves and the KL per latent dimension (the latent map is the latent plane)
+# The live latent plane's canvas (marked once) and the points payload it shows.
+LIVE_PLANE_JS = """(mark) => {
+  const view = Object.values((window.__latentPlane || {views: {}}).views)
+    .find(v => v.key.startsWith('train_latents') && v.model && v.root.isConnected);
+  if (!view) return null;
+  if (mark) view.canvas.__seen = true;
+  return {model: view.model.id, seen: Boolean(view.canvas.__seen), points: view.model.labels.length};
+}"""
 SHOWN_STEP = re.compile(r"validation digits at step ([\d,]+)")
 REWOUND = re.compile(r"as it was at step ([\d,]+)")
 
@@ -83,6 +91,8 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
     page.locator('[data-testid="stVegaLiteChart"] svg.marks').first.wait_for()
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == LIVE_CHARTS
     page.evaluate(MARK_CHARTS_JS)
+    page.wait_for_function(f"({LIVE_PLANE_JS})(false) !== null")
+    plane = page.evaluate(LIVE_PLANE_JS, True)
     first, total = current_step(page)
     assert total == 300 * (4500 // 128)
     deadline = time.monotonic() + 30
@@ -92,6 +102,9 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
     assert later > first
     # the same chart nodes, now showing newer data: updated in place, not remounted on every poll
     assert page.evaluate(MARKED_CHARTS_JS) == LIVE_CHARTS
+    # the latent plane too: the same canvas, new snapshots' points (no figure rebuilt)
+    page.wait_for_function(f"(first) => ({LIVE_PLANE_JS})(false).model !== first", arg=plane["model"])
+    assert page.evaluate(LIVE_PLANE_JS, False)["seen"] and plane["points"] > 0
     assert page.locator('[data-testid="stImage"] img').count() >= 2
     page.screenshot(path=str(tmp_path / "train-running.png"))
 
