@@ -312,3 +312,40 @@ def test_the_posterior_ellipse_is_the_projected_gaussians_2_sigma_contour():
     mahalanobis = np.einsum("ni,ij,nj->n", offsets, np.linalg.inv(cov.numpy()), offsets)
     np.testing.assert_allclose(mahalanobis, 4.0, rtol=1e-6)
     np.testing.assert_allclose([cx, cy], projection.to_plane(latents[:1])[0].numpy(), atol=1e-6)
+
+
+def test_dragged_path_values_are_checked():
+    from explorer.latent_plane import path_value
+
+    good = {"start": [0.0, 1.0], "end": [2, -1.5], "walk": 3}
+    assert path_value(good, latent_dim=2, steps=10) == ([0.0, 1.0], [2.0, -1.5], 3)
+    for bad in (None, {**good, "walk": 10}, {**good, "walk": -1}, {**good, "walk": True},
+                {**good, "start": [0.0]}, {**good, "end": [1.0, float("inf")]}, {**good, "end": "1,2"}):  # fmt: skip
+        assert path_value(bad, latent_dim=2, steps=10) is None, bad
+
+
+def test_a_live_runs_points_payload_carries_no_decoder():
+    from explorer.latent_plane import payload_meta, points_payload
+
+    plane = np.array([[0.5, -1.0], [2.0, 3.0]], dtype=np.float16)
+    blob = points_payload(plane, np.array([3, 7]), ("PC1", "PC2"))
+    header, arrays = unpack(blob)
+    assert payload_meta(blob)["decodable"] is False and header["meta"]["layers"] == 0
+    np.testing.assert_array_equal(arrays["points"], plane.astype(np.float32))
+    assert arrays["labels"].tolist() == [3, 7] and header["meta"]["axis_labels"] == ["PC1", "PC2"]
+
+
+def test_interpolate_uses_ends_dragged_on_the_plane(entries):
+    at = run_app()
+    at.switch_page("explorer/pages/interpolate.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    key = at.session_state["selected_model"]
+    entry = entries[key]
+    shown = [re.match(r"#(\d+) \(a", c) for c in image_captions(at)]
+    start, end = (int(m[1]) for m in shown if m)  # the From and To digits' captions
+    dragged = [[0.25] * entry.config.latent_dim, [-0.5] * entry.config.latent_dim]
+    at.session_state[f"interp_ends:{key}:{start}:{end}"] = dragged  # what the drag callback stores
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(b.label == "Put the ends back on the digits" for b in at.button)
+    assert [e for e in at.get("bidi_component") if str(e.key).startswith("interp_plane:")]
