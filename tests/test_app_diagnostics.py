@@ -96,7 +96,7 @@ def test_posterior_page_plots_one_digits_bounds_under_its_quadrature_log_px(monk
     index = int(
         re.match(r"Digit #(\d+)", next(c.value for c in at.caption if c.value.startswith("Digit #")))[1]
     )
-    x = (digits.grey(index) > 0.5).float().reshape(1, -1)
+    x = digits.fixed_binary(index=index).reshape(1, -1)  # the binary image the digit is scored on
     assert abs(exact - exact_posterior_grid(entry.model, x).log_px) < 0.01
     assert elbo < best <= exact + 0.1 and abs((exact - elbo) - below) < 0.011
     assert at.get("plotly_chart")  # the curve is drawn

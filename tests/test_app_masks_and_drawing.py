@@ -30,6 +30,7 @@ from vae_core import (
     observed_mask,
     random_pixels_mask,
 )
+from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels, tile_images
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -214,7 +215,7 @@ def test_a_drawn_digit_is_prepared_like_mnist_then_completed(monkeypatch, small_
     at.selectbox(key="complete_drawn_label").set_value(7)
     at.radio(key="complete_mask_kind").set_value("centre square").run()
     assert not at.exception
-    expected_digit = (mnist_style_pixels(ink) > 0.5).astype(np.float32)
+    expected_digit = scoring_binary(torch.from_numpy(mnist_style_pixels(ink))).numpy()  # the one rule
     np.testing.assert_array_equal(picture(shown, "your digit"), expected_digit)
     run_completion_and_check(at, shown, downloads, centre_square_mask(14))
 
@@ -236,7 +237,7 @@ def test_a_digit_drawn_on_the_latent_map_is_placed_and_scored(monkeypatch, small
     np.testing.assert_array_equal(picture(shown, "your digit, MNIST-style 28×28"), expected)
     # placed at its encoder mean (a 2-D model's map is the latent plane itself) ...
     model = small_models["trained:tiny2d"].model
-    binary = torch.from_numpy(expected > 0.5).float()[None]
+    binary = scoring_binary(torch.from_numpy(expected))[None]  # scored like a test digit
     mu, _ = encode(model, binary)
     placed = at.session_state[own_key]
     np.testing.assert_allclose(placed["plane"], mu[0].numpy(), atol=1e-5)

@@ -19,6 +19,7 @@ from vae_core import (
     painted_region_mask,
     random_pixels_mask,
 )
+from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
 from vae_core.inference import HIDDEN_HALVES
 
@@ -82,7 +83,7 @@ with settings_column:
 if grey is None:
     st.info("Draw a digit on the canvas to complete it.")
     st.stop()
-x = (grey > 0.5).float()  # (D,), the binary pixels the model is scored on
+x = scoring_binary(grey, digits.binarization)  # (D,), the binary image a digit (or a drawing) is scored on
 if mask is None:
     st.markdown("**Paint over the part to hide** (the bin icon clears the paint)")
     coverage = paint_region("complete_paint_canvas", x, size)

@@ -11,6 +11,7 @@ from explorer.exports import digit_frames, gif_bytes
 from explorer.figures import digit_picture, ellipse_points, grid_picture
 from explorer.resources import digits_for
 from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
 from vae_core.objectives import bernoulli_log_lik
 from vae_core.traversals import MAX_STEPS, latent_traversal
@@ -44,7 +45,9 @@ if source == "draw one":
     if ink is None:
         st.info("Draw a digit to see it go through the model.")
         st.stop()
-    x = (torch.from_numpy(mnist_style_pixels(ink, config.image_size))[None] > 0.5).float()
+    x = scoring_binary(
+        torch.from_numpy(mnist_style_pixels(ink, config.image_size))[None], digits.binarization
+    )
     digit_name = "your digit"
 else:
     index = (
@@ -53,7 +56,7 @@ else:
         else digit_picker(entry, "how_digit", "Test digit", default_class=3)
     )
     index = int(np.clip(index, 0, len(digits) - 1))
-    x = digits.subset(slice(index, index + 1)).fixed_binary()  # the binary image a digit is scored on
+    x = digits.fixed_binary(index=slice(index, index + 1))  # the binary image a digit is scored on
     label = max(0, int(digits.labels[index]))
     digit_name = f"test digit #{index}"
 if config.conditional:

@@ -75,7 +75,7 @@ if config.conditional:
     )  # fmt: skip
 
 pair = torch.tensor([start, end])
-binary = (digits.grey(pair) > 0.5).float()  # the models were trained on binary pixels
+binary = digits.fixed_binary(index=pair)  # the binary images the digits are scored on
 mu, _ = encode(entry.model, binary, labels_for(entry, digits.labels[pair]))
 # Ends dragged on the plane (in the browser) replace the encodings until the digits change.
 ends_key = f"interp_ends:{entry.key}:{start}:{end}"

@@ -32,6 +32,7 @@ from explorer.widgets import (
     warn_ignored,
 )
 from vae_core import decode, elbo_terms, encode, reconstruct
+from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_digit, mnist_style_pixels
 
 entry = model_picker()
@@ -146,7 +147,7 @@ def map_and_decoded() -> None:
             label = int(codes.labels[i])
             show_digit(digits.grey(i), f"test digit #{i} (a {label})", config.image_size, right)
             recon = reconstruct(
-                entry.model, digits.grey(i)[None], labels_for(entry, codes.labels[i : i + 1])
+                entry.model, digits.fixed_binary(index=i)[None], labels_for(entry, codes.labels[i : i + 1])
             )[0]
             show_digit(recon, "reconstruction", config.image_size, right)
             mu, sigma = codes.mu[i], codes.sigma[i]
@@ -196,7 +197,7 @@ with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or
     else:
         own_x = torch.from_numpy(own_pixels)[None]
         own_label = labels_for(entry, torch.tensor([condition or 0]))
-        own_binary = (own_x > 0.5).float()
+        own_binary = scoring_binary(own_x, digits.binarization)  # the one rule, as for test digits
         own_mu, _ = encode(entry.model, own_binary, own_label)
         plane = codes.projection.to_plane(own_mu)[0]
         with torch.no_grad():  # the ELBO's expectation, averaged over 64 draws
