@@ -206,7 +206,7 @@ gaps[0].metric(
 )
 if q_star is not None:
     gaps[1].metric(
-        "Approximation gap (best Gaussian q*)",
+        "Approximation gap (q*)",
         f"{log_px - q_star.elbo:.2f} nats",
         help=f"log p − ELBO(q*) = KL(q* ‖ exact posterior): what even the best Gaussian for this image loses "
         f"(± {q_star.elbo_std_error:.3f} from sampling; {q_star.grid_kl:.2f} by quadrature)",
