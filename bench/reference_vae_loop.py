@@ -62,30 +62,53 @@ def reference_loss_terms(recon_x, x, mu, logvar):
     return bce, kld
 
 
-def train_reference(train_pixels, train_labels, epochs: float, batch_size: int, seed: int = 0) -> dict:
-    """Train like the example; returns the model, images/s and seconds."""
-    torch.manual_seed(seed)
-    model = ReferenceVAE()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = DataLoader(MnistLikeTorchvision(train_pixels, train_labels), batch_size=batch_size, shuffle=True)
-    total_batches = int(epochs * len(loader))
-    seen, done = 0, 0
-    started = time.perf_counter()
-    model.train()
-    while done < total_batches:
-        for data, _ in loader:
-            if done >= total_batches:
-                break
-            data = torch.bernoulli(data)
-            optimizer.zero_grad()
-            recon, mu, logvar = model(data)
+class ReferenceTraining:
+    """The example's loop, advanced a few batches at a time so a benchmark can interleave it with
+    another loop (both then see the same machine load). Only time inside `advance` is counted."""
+
+    def __init__(self, train_pixels, train_labels, epochs: float, batch_size: int, seed: int = 0):
+        torch.manual_seed(seed)
+        self.model = ReferenceVAE()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.loader = DataLoader(
+            MnistLikeTorchvision(train_pixels, train_labels), batch_size=batch_size, shuffle=True
+        )
+        self.total_batches = int(epochs * len(self.loader))
+        self.batches, self.images, self.seconds = 0, 0, 0.0
+        self._epoch = iter(())
+
+    @property
+    def done(self) -> bool:
+        return self.batches >= self.total_batches
+
+    def advance(self, batches: int) -> int:
+        """Train up to `batches` more batches; returns how many were trained."""
+        started, trained = time.perf_counter(), 0
+        self.model.train()
+        while trained < batches and not self.done:
+            batch = next(self._epoch, None)
+            if batch is None:  # a new epoch: a fresh shuffle, as `for data, _ in loader` does
+                self._epoch = iter(self.loader)
+                continue
+            data = torch.bernoulli(batch[0])
+            self.optimizer.zero_grad()
+            recon, mu, logvar = self.model(data)
             bce, kld = reference_loss_terms(recon, data, mu, logvar)
             (bce + kld).backward()  # summed over the batch, as in the example
-            optimizer.step()
-            seen += len(data)
-            done += 1
-    seconds = time.perf_counter() - started
-    return {"model": model, "images_per_s": seen / seconds, "seconds": seconds, "images": seen}
+            self.optimizer.step()
+            self.images += len(data)
+            self.batches += 1
+            trained += 1
+        self.seconds += time.perf_counter() - started
+        return trained
+
+
+def train_reference(train_pixels, train_labels, epochs: float, batch_size: int, seed: int = 0) -> dict:
+    """Train like the example in one go; returns the model, images/s and seconds."""
+    run = ReferenceTraining(train_pixels, train_labels, epochs, batch_size, seed)
+    run.advance(run.total_batches)
+    return {"model": run.model, "images_per_s": run.images / run.seconds, "seconds": run.seconds,
+            "images": run.images}  # fmt: skip
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
+from torch.distributions import kl_divergence
 from torch.nn.parallel import DistributedDataParallel
 
 from .adam import Adam
@@ -26,7 +27,7 @@ from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
 from .models import VAE, build_model
-from .objectives import bernoulli_log_lik, elbo_terms, iwae_bound, reparameterized_sample
+from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
 VALIDATION_SEED = 1  # fixed noise for validation terms, so epochs compare
 
@@ -74,7 +75,7 @@ class TrainingEvent:
 class ObjectiveModule(nn.Module):
     """The training objective as a module, so DistributedDataParallel can wrap one forward pass.
 
-    forward returns the loss to minimise and the batch sums of (recon, kl, objective) per image.
+    forward returns the loss to minimise and the batch sums (3,) of (recon, kl, objective) per image.
     """
 
     def __init__(self, model: VAE, objective: str, k: int):
@@ -84,33 +85,22 @@ class ObjectiveModule(nn.Module):
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None, beta: float, generator: torch.Generator):
         if self.objective == "elbo":
             terms = elbo_terms(self.model, x, labels, generator)
-            return terms.loss(beta), terms.recon.sum(), terms.kl.sum(), terms.elbo.sum()
-        k, model = self.k, self.model
-        q = model.posterior(x, labels)
-        z = reparameterized_sample(q, k, generator)  # (k, B, L)
-        log_px_z = bernoulli_log_lik(model.decoder_logits(z, labels), x)  # (k, B)
-        log_prior_ratio = model.prior().log_prob(z).sum(-1) - q.log_prob(z).sum(-1)
-        # Warm-up scales the prior/posterior ratio, which is the KL term when k = 1.
-        bound = torch.logsumexp(log_px_z + beta * log_prior_ratio, 0) - math.log(k)
-        kl = torch.distributions.kl_divergence(q, model.prior()).sum(-1)
-        plain = torch.logsumexp(log_px_z + log_prior_ratio, 0) - math.log(k)
-        return -bound.mean(), log_px_z.mean(0).sum(), kl.sum(), plain.sum()
+            return terms.loss(beta), torch.stack((terms.recon, terms.kl, terms.elbo)).detach().sum(1)
+        q = self.model.posterior(x, labels)
+        terms = importance_terms(self.model, x, labels, self.k, q, generator)  # (k, B) each
+        bound = log_mean_exp(terms.log_weights(beta))  # warm-up scales the prior/posterior ratio
+        plain = bound if beta == 1.0 else log_mean_exp(terms.log_weights())
+        kl = kl_divergence(q, self.model.prior()).sum(-1)
+        return -bound.mean(), torch.stack((terms.log_px_z.mean(0), kl, plain)).detach().sum(1)
 
 
 @dataclass
 class _Window:
-    """Sums of per-image terms since the last event, kept on the device to avoid syncs."""
+    """Sums of per-image terms since the window started, kept on the device to avoid syncs."""
 
-    recon: torch.Tensor
-    kl: torch.Tensor
-    elbo: torch.Tensor
+    sums: torch.Tensor  # (3,) recon, kl, objective summed over the window's images
     images: int = 0
     started: float = field(default_factory=time.perf_counter)
-
-    @classmethod
-    def empty(cls, device: torch.device) -> _Window:
-        zero = torch.zeros((), device=device)
-        return cls(zero.clone(), zero.clone(), zero.clone())
 
 
 class Trainer:
@@ -218,9 +208,7 @@ class Trainer:
         return result
 
     def _event(self, kind: str, window: _Window, validation=None, stopped=False) -> TrainingEvent:
-        local = torch.stack(
-            [window.recon, window.kl, window.elbo, torch.tensor(float(window.images), device=self.device)]
-        )
+        local = torch.cat([window.sums, torch.tensor([float(window.images)], device=self.device)])
         recon, kl, elbo, images = all_reduce_sum(local, self.dist).tolist()
         recon, kl, elbo = (v / max(1.0, images) for v in (recon, kl, elbo))
         if not all(math.isfinite(v) for v in (recon, kl, elbo)):
@@ -257,9 +245,11 @@ class Trainer:
         rank_slice = slice(self.dist.rank * local_batch, (self.dist.rank + 1) * local_batch)
         n = len(self.train_digits)
         self.model.train()
-        window = _Window.empty(self.device)
-        epoch_window = _Window.empty(self.device)
-        last_epoch_window = window
+        # One accumulator for both windows (rows: since the last step event, since the epoch began),
+        # so a step adds its sums with one operation.
+        totals = torch.zeros(2, 3, device=self.device)
+        window, epoch_window = _Window(totals[0]), _Window(totals[1])
+        last_epoch_window = _Window(torch.zeros(3, device=self.device))
         stopped = False
         last_tick = time.perf_counter()
         while self.step < self.total_steps and not stopped:
@@ -275,27 +265,28 @@ class Trainer:
                 labels = self._labels(self.train_digits, index)
                 beta = self.beta_at(self.step)
                 self.optimizer.lr = self._lr_at(self.step)
-                loss, recon_sum, kl_sum, elbo_sum = self.step_module(x, labels, beta, self.generator)
+                loss, sums = self.step_module(x, labels, beta, self.generator)
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
-                for w in (window, epoch_window):
-                    w.recon += recon_sum.detach()
-                    w.kl += kl_sum.detach()
-                    w.elbo += elbo_sum.detach()
-                    w.images += local_batch
+                totals += sums  # (2, 3) += (3,)
+                window.images += local_batch
+                epoch_window.images += local_batch
                 now = time.perf_counter()
                 self.elapsed_s += now - last_tick
                 last_tick = now
                 if self.step % self.config.log_every == 0:
                     yield self._event("step", window)
-                    window = _Window.empty(self.device)
+                    window = _Window(totals[0].zero_())
                     last_tick = time.perf_counter()  # time spent by the consumer is not training
             if not stopped and (self.step % self.steps_per_epoch == 0 or self.step >= self.total_steps):
                 validation = self.validate()
                 yield self._event("epoch", epoch_window, validation)
-                last_epoch_window, epoch_window = epoch_window, _Window.empty(self.device)
+                last_epoch_window = _Window(
+                    epoch_window.sums.clone(), epoch_window.images, epoch_window.started
+                )
+                epoch_window = _Window(totals[1].zero_())
                 last_tick = time.perf_counter()
         self.model.eval()
         self.optimizer.zero_grad()  # gradients are not needed once a run ends
