@@ -212,6 +212,12 @@ def server_image(probs, text: str) -> dict:
     return {"pixels": base64.b64encode(pixels.tobytes()).decode("ascii"), "text": text}
 
 
+def _prompt(decodable: bool, clickable: bool) -> str:
+    if decodable:
+        return "Hover to decode; click to choose." if clickable else "Hover to decode."
+    return "Click to decode (on the server)." if clickable else ""
+
+
 # --- mounting ------------------------------------------------------------------------------------
 def _mount_payload(blob: bytes) -> None:
     # keyed by content: the same model's bytes keep one element, so reruns send a reference to them
@@ -266,9 +272,7 @@ def latent_plane(
         "star": list(star) if star is not None else None,
         "thumbnails": bool(thumbnails),
         "server_image": decoded_by_server,
-        "prompt": prompt
-        if prompt is not None
-        else ("Hover to decode; click to choose." if decodable else "Click to decode."),
+        "prompt": prompt if prompt is not None else _prompt(decodable, on_click is not None),
         "note": note if note is not None else ("" if decodable else CONV_NOTE),
         "refit": refit,
         "pick_digits": pick_digits,

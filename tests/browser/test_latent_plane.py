@@ -425,8 +425,8 @@ def test_thumbnails_replace_the_dots(page, plane_server, console, tmp_path):
     assert_no_errors(page, console)
 
 
-PATH_JS = """(key) => { const v = window.__latentPlane.views[key];
-  if (!v || !v.path || !v.path.plane) return null;
+PATH_JS = """(key) => { const hooks = window.__latentPlane, v = hooks && hooks.views[key];
+  if (!v || !v.view || !v.path || !v.path.plane) return null;  // drawn once: its zoom is set
   return {walk: v.path.walk, steps: v.path.steps, screen: v.path.plane.map(([x, y]) => v.clientOf(x, y)),
           start: Array.from(v.path.start), end: Array.from(v.path.end),
           images: v.path.images.map(im => Array.from(im)),
