@@ -574,9 +574,10 @@ def best_gaussian_posterior(
     ELBO on it (deterministic, no sampling) is maximised by Newton's method from two starts, the
     grid posterior's mean and std and its mode with the local curvature's std; the better end is
     kept. Stage 2: a `local_resolution`^2 grid over q* +- 8 std, and Newton continued there to
-    `tolerance`, so a q* on one narrow peak of a wide posterior is still resolved. `converged` means the largest
-    gradient (per std of q* for the mean, per unit of log std) is below `tolerance` nats, q* is
-    at least four cells wide and within 5 std of its grid's edges, and ELBO(q*) <= log p(x).
+    `tolerance`, so a q* on one narrow peak of a wide posterior is still resolved.
+    `converged` means: the largest gradient (per std of q* for the mean, per unit of log std) is
+    below `tolerance` nats, q* is at least four cells wide and 5 std inside its grid's edges,
+    and ELBO(q*) <= log p(x) + 0.01 on the grids; otherwise `message` says which failed.
     ELBO(q*) is then re-estimated by `samples` Monte Carlo draws from q*, independently of grids.
     """
     if model.latent_dim != 2:
