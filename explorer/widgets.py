@@ -5,6 +5,7 @@ and the glue between them and the address bar (a shared link restores the view; 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,6 +70,13 @@ def _shortened(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def model_label_from_file_name(name: str) -> str:
+    """The name an uploaded model goes by on every page: the file's stem cut to letters, digits and
+    `-_.` (pages put model names in Markdown, headings and file names; a visitor chose this one)."""
+    kept = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(name)).stem).strip("._") or "uploaded"
+    return _shortened(kept, MAX_SHOWN_NAME_CHARS)
+
+
 def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     """Load an upload into this session's models and select it: (True, what was loaded), or
     (False, why not) with nothing registered. The message is Markdown with the visitor's text
@@ -84,7 +92,7 @@ def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
         return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
     key = f"uploaded:{name}:{len(session_models())}"
-    label = _shortened(Path(name).stem, MAX_SHOWN_NAME_CHARS)
+    label = model_label_from_file_name(name)
     register_session_model(ModelEntry(key, checkpoint, "uploaded", label))
     st.session_state[SELECTED_MODEL] = key
     st.session_state.pop("model_picker", None)

@@ -108,3 +108,22 @@ def test_an_unforeseen_failure_while_loading_is_a_refusal_not_a_traceback(monkey
     monkeypatch.setattr(widgets, "load_checkpoint", explode)
     ok, message = widgets._register_upload("deep.safetensors", b"x" * 100)
     assert not ok and "not loaded" in message
+
+
+@pytest.mark.parametrize(
+    "file_name",
+    [
+        "[Log in](https://evil.example).safetensors",
+        "**bold** <b>x</b> $x$ :red[x].safetensors",
+        "../../etc/passwd",
+        "..safetensors",
+    ],
+)
+def test_an_uploaded_models_name_on_every_page_is_plain_letters(file_name):
+    """Pages put model names into Markdown and file names: the visitor's file name is cut to safe characters."""
+    import re
+
+    from explorer.widgets import model_label_from_file_name
+
+    label = model_label_from_file_name(file_name)
+    assert label and re.fullmatch(r"[A-Za-z0-9_.-]+", label) and not label.startswith("."), label

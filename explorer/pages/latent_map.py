@@ -17,6 +17,7 @@ from explorer.share_links import (
     LABEL_PARAM,
     POINT_PARAM,
     ShareLinkError,
+    escape_markdown,
     format_point,
     parse_index,
     parse_label,
@@ -186,7 +187,7 @@ with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or
             try:
                 own_pixels = mnist_style_digit(upload.getvalue(), config.image_size)
             except ValueError as exc:
-                st.error(f"{upload.name} was not used: {exc}.")
+                st.error(f"{escape_markdown(upload.name)} was not used: {escape_markdown(str(exc))}.")
     else:
         st.caption("Draw one digit in white; the bin icon clears the canvas.")
         own_ink = draw_digit("own_digit_canvas")
