@@ -20,6 +20,7 @@ from explorer.figures import grid_picture, plane_bounds
 from explorer.latent_plane import latent_plane, points_payload
 from explorer.registry import ModelEntry
 from explorer.resources import downloads_allowed, register_session_model, session_models
+from explorer.share_links import escape_markdown
 from explorer.train_exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.train_figures import (
     CURVE_TERMS,
@@ -232,7 +233,7 @@ def settings_form(busy: bool) -> None:
         try:
             start_run(settings)
         except (VAEError, ValueError) as exc:  # ConfigError and DataError: the user can fix these
-            st.error(f"Cannot start: {exc}")
+            st.error(f"Cannot start: {escape_markdown(str(exc))}")  # it may quote the visitor's text
             return
         st.rerun()  # redraw with the controls and the polling fragment
 
