@@ -201,10 +201,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="MNIST IDX folder ($VAE_DATA_DIR)")
     parser.add_argument("--epochs", type=float, default=10, help="epochs for the throughput/ELBO comparison")
     parser.add_argument("--batches", type=int, nargs="+", default=[128, 512])
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads for every loop (default: torch's)"
+    )
     parser.add_argument("--skip-browser", action="store_true")
     parser.add_argument("--skip-inference", action="store_true", help="training figures only")
     parser.add_argument("--json", default=str(REPO / "bench" / "results" / "latest.json"))
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report = {"machine": {"cpu_threads": torch.get_num_threads(), "platform": platform.platform(),
                           "torch": torch.__version__}}  # fmt: skip
     training = []

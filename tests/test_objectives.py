@@ -136,10 +136,13 @@ def test_log_px_estimate_is_stable_across_seeds_and_above_the_elbo(trained_8d, t
         ]
     )
     # The reported number is the average over images: across seeds it moves by well under a nat,
-    # while single images of this briefly trained model can still move by a nat or two.
+    # while single images of this briefly trained model can still move by a few nats. (Measured
+    # spreads: batch mean 0.19 and every image under 3 on the digits binarised by the old rule; 0.38 and
+    # 3.54 since scoring_binary (f590ce9), with either log-likelihood implementation: one digit's
+    # importance weights are heavy-tailed.)
     batch_means = estimates.mean(1)
-    assert batch_means.max() - batch_means.min() < 0.3
-    assert (estimates.max(0).values - estimates.min(0).values).max() < 3.0
+    assert batch_means.max() - batch_means.min() < 0.5
+    assert (estimates.max(0).values - estimates.min(0).values).max() < 5.0
     with torch.no_grad():  # the ELBO's expectation, from 500 draws per image
         elbo = torch.stack([elbo_terms(trained_8d, test_batch).elbo for _ in range(500)]).mean(0)
     assert (estimates.mean(0) > elbo).all()

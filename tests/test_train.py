@@ -81,6 +81,36 @@ def test_iwae_objective_trains_and_reports_its_bound(digits):
     assert events[-1].validation["iwae_k5"] >= events[-1].validation["elbo"] - 0.5
 
 
+def test_the_iwae_training_objective_is_the_iwae_bound_and_warmup_scales_only_the_prior_ratio(digits):
+    from vae_core.objectives import importance_terms, iwae_bound, log_mean_exp
+
+    trainer = _trainer(digits, objective="iwae", k=4)
+    x = digits[0].fixed_binary(0, slice(0, 50))
+    loss, sums = trainer.objective(x, None, 1.0, torch.Generator().manual_seed(2))
+    bound = iwae_bound(trainer.model, x, k=4, generator=torch.Generator().manual_seed(2))
+    torch.testing.assert_close(loss, -bound.mean())
+    torch.testing.assert_close(sums[2], bound.sum())
+    warm, _ = trainer.objective(x, None, 0.25, torch.Generator().manual_seed(2))
+    terms = importance_terms(trainer.model, x, None, 4, generator=torch.Generator().manual_seed(2))
+    by_hand = torch.logsumexp(terms.log_px_z + 0.25 * terms.log_prior_ratio, 0) - math.log(4)
+    torch.testing.assert_close(warm, -by_hand.mean())
+    torch.testing.assert_close(log_mean_exp(terms.log_weights()), bound)
+
+
+def test_an_epoch_event_averages_exactly_the_steps_its_step_events_reported(digits):
+    events = list(_trainer(digits, epochs=2, log_every=8).run())  # 40 steps an epoch: 5 windows
+    for epoch in (1, 2):
+        steps = [e for e in events if e.kind == "step" and epoch - 1 < e.epoch <= epoch]
+        summary = next(e for e in events if e.kind == "epoch" and math.isclose(e.epoch, epoch))
+        assert len(steps) == 5
+        for name in ("recon", "kl", "elbo"):
+            assert math.isclose(
+                getattr(summary, name), sum(getattr(e, name) for e in steps) / 5, rel_tol=1e-5
+            )
+        assert math.isclose(summary.elbo, summary.recon - summary.kl, rel_tol=1e-5)
+    assert events[-1].kind == "done" and events[-1].elbo == summary.elbo  # the last epoch again
+
+
 @pytest.mark.parametrize(
     "settings",
     [{"lr": 10}, {"batch_size": 1}, {"epochs": 0}, {"k": 0}, {"objective": "gan"}, {"device": "tpu"}],
