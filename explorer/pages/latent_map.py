@@ -94,7 +94,8 @@ def _test_elbos(entry) -> torch.Tensor:
     """ELBOs of the mapped test digits: the yardstick for an uploaded digit's typicality."""
     n = len(codes.plane)
     labels = labels_for(entry, codes.labels)
-    return elbo_terms(entry.model, digits.subset(slice(0, n)).fixed_binary(), labels).elbo
+    generator = torch.Generator(device=entry.model.device).manual_seed(0)  # never the global RNG
+    return elbo_terms(entry.model, digits.subset(slice(0, n)).fixed_binary(), labels, generator).elbo
 
 
 def _remember_click(value) -> None:
@@ -201,8 +202,9 @@ with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or
         own_binary = scoring_binary(own_x, digits.binarization)  # the one rule, as for test digits
         own_mu, _ = encode(entry.model, own_binary, own_label)
         plane = codes.projection.to_plane(own_mu)[0]
+        generator = torch.Generator(device=entry.model.device).manual_seed(0)  # never the global RNG
         with torch.no_grad():  # the ELBO's expectation, averaged over 64 draws
-            draws = [elbo_terms(entry.model, own_binary, own_label).elbo for _ in range(64)]
+            draws = [elbo_terms(entry.model, own_binary, own_label, generator).elbo for _ in range(64)]
         own_elbo = float(torch.stack(draws).mean())
         st.session_state[own_key] = {"plane": (float(plane[0]), float(plane[1])), "elbo": own_elbo}
         typical = entry.cached("test_elbos", lambda: _test_elbos(entry))
