@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .exports import digit_grid_png, gif_bytes
-from .figures import DIGIT_COLOURS, plane_bounds
-from .training_jobs import LiveViews
+from explorer.exports import digit_grid_png, gif_bytes
+from explorer.figures import DIGIT_COLOURS, plane_bounds
+from explorer.training_jobs import LiveViews
 
 SCATTER_PIXELS = 240  # side of one rendered frame before the GIF's enlargement
 GIF_SCALE = 2  # nearest-neighbour enlargement: 480 px frames, dots stay crisp

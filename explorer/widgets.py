@@ -11,12 +11,16 @@ from pathlib import Path
 
 import streamlit as st
 
-from vae_core import CheckpointError, load_checkpoint
-
-from .figures import digit_picture
-from .registry import ModelEntry
-from .resources import available_models, digits_for, explore_digits, register_session_model, session_models
-from .share_links import (
+from explorer.figures import digit_picture
+from explorer.resources import (
+    available_models,
+    digits_for,
+    explore_digits,
+    register_session_model,
+    session_models,
+)
+from explorer.state.registry import ModelEntry
+from explorer.state.share_links import (
     MODEL_PARAM,
     ShareLinkError,
     escape_markdown,
@@ -25,6 +29,7 @@ from .share_links import (
     parse_index,
     view_url,
 )
+from vae_core import CheckpointError, load_checkpoint
 
 SELECTED_MODEL = "selected_model"
 URL_WRITTEN = "share_url_written"  # the query parameters as this session last set them

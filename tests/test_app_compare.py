@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.registry import ModelEntry
+from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model, elbo_terms, log_likelihood_estimate
 from vae_core.diagnostics import latent_activity
 from vae_core.models import count_parameters

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from explorer.registry import ModelEntry
+from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model, load_sample_digits
 from vae_core.diagnostics import latent_activity
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.registry import ModelEntry
+from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -115,7 +115,7 @@ def test_model_card_gives_bits_per_dim_and_explains_beta(app):
     """The card's bits/dim is nats / (784 · ln 2), from the checkpoint's own test metrics."""
     import math
 
-    from explorer.registry import load_pretrained_models
+    from explorer.state.registry import load_pretrained_models
 
     pretrained = load_pretrained_models()
     if "pretrained:beta4_mlp20" not in pretrained:

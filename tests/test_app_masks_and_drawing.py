@@ -19,7 +19,7 @@ from PIL import Image
 
 import explorer.widgets
 from explorer.drawing_canvas import CANVAS_PX, canvas_state
-from explorer.registry import ModelEntry
+from explorer.state.registry import ModelEntry
 from vae_core import (
     Checkpoint,
     ModelConfig,

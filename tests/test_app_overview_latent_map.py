@@ -23,9 +23,9 @@ from explorer.latent_plane import (
     payload_id,
     posterior_ellipse,
 )
-from explorer.registry import load_pretrained_models
 from explorer.resources import LatentCodes
-from explorer.selection import MapClick
+from explorer.state.registry import load_pretrained_models
+from explorer.state.selection import MapClick
 from vae_core import LatentProjection, ModelConfig, build_model, decode
 from vae_core.models import count_parameters
 

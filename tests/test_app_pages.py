@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from explorer.registry import ModelEntry
+from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

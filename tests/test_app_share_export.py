@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from explorer.exports import PATH_GIF_STEPS, digit_frames, path_gif, there_and_back
-from explorer.registry import ModelEntry, load_pretrained_models
+from explorer.state.registry import ModelEntry, load_pretrained_models
 from vae_core import Checkpoint, ModelConfig, build_model, decode, encode, interpolate, sample_prior
 from vae_core.images import tile_images
 
@@ -214,7 +214,7 @@ def test_a_point_and_a_digit_together_keep_the_point(pretrained):
 def test_a_new_model_or_click_rewrites_the_url(pretrained):
     if len(pretrained) < 2:
         pytest.skip("only one pretrained model")
-    from explorer.selection import MapClick
+    from explorer.state.selection import MapClick
 
     first, second = list(pretrained.values())[:2]
     at = open_link("latent_map", {"model": first.name, "z": "0.5,0.5"})

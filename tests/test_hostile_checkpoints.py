@@ -460,7 +460,7 @@ def session():
 @pytest.mark.parametrize(("data", "expect"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expect, session):
     from explorer.resources import session_models
-    from explorer.share_links import escape_markdown
+    from explorer.state.share_links import escape_markdown
     from explorer.widgets import SELECTED_MODEL, _register_upload
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", data)

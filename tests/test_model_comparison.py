@@ -1,4 +1,4 @@
-"""explorer.model_comparison: two models' numbers on the same digits, and the overlaid figures.
+"""explorer.state.comparison: two models' numbers on the same digits, and the overlaid figures.
 
 Expected values come from vae_core's own entry points (elbo_terms, latent_activity, iwae_bound,
 log_likelihood_estimate) called directly on the digits the comparison documents: the first 2000
@@ -12,8 +12,8 @@ import math
 import pytest
 import torch
 
-from explorer import model_comparison as comparison
-from explorer.registry import ModelEntry
+from explorer.state import comparison
+from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model, elbo_terms, iwae_bound, log_likelihood_estimate
 from vae_core.diagnostics import LatentActivity, latent_activity
 

@@ -1,4 +1,4 @@
-"""explorer.share_links: what a shared link's query parameters mean, and how a view is written as one.
+"""explorer.state.share_links: what a shared link's query parameters mean, and how a view is written as one.
 
 Every bad value must raise ShareLinkError (a ValueError) naming the parameter, never anything else:
 the pages turn it into a warning and fall back to their defaults.
@@ -11,8 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 
-from explorer.registry import ModelEntry
-from explorer.share_links import (
+from explorer.state.registry import ModelEntry
+from explorer.state.share_links import (
     MAX_ABS_COORDINATE,
     POINT_DECIMALS,
     ShareLinkError,
@@ -213,7 +213,7 @@ def test_digit_indices_that_are_not_plain_ascii_numbers_warn(value):
     "payload", ["[Log in again](https://evil.example)", "![x](https://evil.example/x.png)", "<img src=x>"]
 )
 def test_a_models_name_from_a_link_is_escaped_markdown(payload):
-    from explorer.share_links import escape_markdown
+    from explorer.state.share_links import escape_markdown
 
     with pytest.raises(ShareLinkError) as caught:
         find_model(payload, [])

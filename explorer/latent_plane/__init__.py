@@ -29,11 +29,10 @@ import streamlit as st
 import torch
 from torch import nn
 
+from explorer.figures import plane_bounds
+from explorer.resources import LatentCodes, digits_for, latent_codes
+from explorer.state.registry import ModelEntry
 from vae_core import LatentProjection, encode
-
-from ..figures import plane_bounds
-from ..registry import ModelEntry
-from ..resources import LatentCodes, digits_for, latent_codes
 
 _HERE = Path(__file__).resolve().parent
 # Inline JS/CSS read from the package (no asset_dir manifest: the app runs from a checkout, which may

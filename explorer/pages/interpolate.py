@@ -9,7 +9,7 @@ from explorer.exports import PATH_GIF_STEPS, digit_grid_png, path_gif
 from explorer.figures import digit_picture, grid_picture, plane_bounds
 from explorer.latent_plane import latent_plane, path_value, plane_codes
 from explorer.resources import digits_for
-from explorer.share_links import (
+from explorer.state.share_links import (
     END_PARAM,
     LABEL_PARAM,
     PATH_PARAM,

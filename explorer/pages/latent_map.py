@@ -11,8 +11,8 @@ from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture, plane_bounds
 from explorer.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
 from explorer.resources import digits_for
-from explorer.selection import MapClick
-from explorer.share_links import (
+from explorer.state.selection import MapClick
+from explorer.state.share_links import (
     DIGIT_PARAM,
     LABEL_PARAM,
     POINT_PARAM,

@@ -7,7 +7,8 @@ import torch
 
 from explorer.figures import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
 from explorer.latent_plane import latent_plane, plane_codes
-from explorer.model_comparison import (
+from explorer.resources import available_models, digits_for
+from explorer.state.comparison import (
     ACTIVITY_DIGITS,
     BOUND_DIGITS,
     BOUND_KS,
@@ -20,8 +21,7 @@ from explorer.model_comparison import (
     kl_overlay_figure,
     summarise,
 )
-from explorer.resources import available_models, digits_for
-from explorer.share_links import escape_markdown
+from explorer.state.share_links import escape_markdown
 from explorer.widgets import model_picker
 from vae_core import sample_prior
 from vae_core.models import count_parameters

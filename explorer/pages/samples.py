@@ -8,7 +8,7 @@ import torch
 
 from explorer.exports import digit_grid_png
 from explorer.figures import grid_picture
-from explorer.share_links import (
+from explorer.state.share_links import (
     COUNT_PARAM,
     LABEL_PARAM,
     SEED_PARAM,

@@ -18,9 +18,9 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from explorer import training_jobs as jobs
 from explorer.figures import grid_picture, plane_bounds
 from explorer.latent_plane import latent_plane, points_payload
-from explorer.registry import ModelEntry
 from explorer.resources import downloads_allowed, register_session_model, session_models
-from explorer.share_links import escape_markdown
+from explorer.state.registry import ModelEntry
+from explorer.state.share_links import escape_markdown
 from explorer.train_exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.train_figures import (
     CURVE_TERMS,

@@ -31,7 +31,7 @@ from bench.app_harness import (
     start_streamlit,
     stop_streamlit,
 )
-from explorer.registry import PRETRAINED_DIR, load_pretrained_models
+from explorer.state.registry import PRETRAINED_DIR, load_pretrained_models
 from vae_core import ModelConfig, build_model, decode, save_checkpoint
 
 from .conftest import open_page, wait_for_app_idle

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from explorer.exports import PATH_GIF_STEPS
-from explorer.registry import load_pretrained_models
-from explorer.share_links import format_point, parse_point
+from explorer.state.registry import load_pretrained_models
+from explorer.state.share_links import format_point, parse_point
 
 from .conftest import open_page, wait_for_app_idle
 from .test_latent_plane import (

@@ -17,12 +17,11 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from explorer.figures import as_numpy
+from explorer.state.registry import ModelEntry
 from vae_core import DigitImages, elbo_terms
 from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
 from vae_core.models import count_parameters
-
-from .figures import as_numpy
-from .registry import ModelEntry
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
     import pandas as pd

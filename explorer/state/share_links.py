@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlencode
 
-from .registry import ModelEntry
+from explorer.state.registry import ModelEntry
 
 MODEL_PARAM = "model"
 POINT_PARAM = "z"
