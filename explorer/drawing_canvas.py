@@ -16,8 +16,8 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from explorer.exports import png_bytes
-from explorer.figures import digit_picture
+from explorer.figures.pictures import png_bytes
+from explorer.figures.plots import digit_picture
 
 CANVAS_PX = 280  # 10 canvas pixels per pixel of a 28x28 digit, 20 per pixel of a 14x14 one
 PAINT = "rgba(255, 60, 60, 0.55)"  # see-through red: the digit under it stays readable

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from explorer.exports import digit_grid_png, gif_bytes
-from explorer.figures import DIGIT_COLOURS, plane_bounds
+from explorer.figures.pictures import digit_grid_png, gif_bytes
+from explorer.figures.plots import DIGIT_COLOURS, plane_bounds
 from explorer.training_jobs import LiveViews
 
 SCATTER_PIXELS = 240  # side of one rendered frame before the GIF's enlargement

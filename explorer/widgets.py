@@ -11,7 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from explorer.figures import digit_picture
+from explorer.figures.plots import digit_picture
 from explorer.resources import (
     available_models,
     digits_for,

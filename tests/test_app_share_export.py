@@ -1,4 +1,4 @@
-"""Share links and picture downloads, in the app (AppTest) and in explorer.exports.
+"""Share links and picture downloads, in the app (AppTest) and in explorer.figures.pictures.
 
 A page opened with query parameters (as from a shared link) must show that model, digit or point;
 changing the view must rewrite the URL; bad values warn and fall back. Download buttons must carry
@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.exports import PATH_GIF_STEPS, digit_frames, path_gif, there_and_back
+from explorer.figures.pictures import PATH_GIF_STEPS, digit_frames, path_gif, there_and_back
 from explorer.state.registry import ModelEntry, load_pretrained_models
 from vae_core import Checkpoint, ModelConfig, build_model, decode, encode, interpolate, sample_prior
 from vae_core.images import tile_images
@@ -368,7 +368,7 @@ def test_samples_downloads_are_the_grids_shown(pretrained, media):
     assert set(np.unique(np.asarray(binary.convert("L")))) <= {0, 128, 255}
 
 
-# --- explorer.exports ----------------------------------------------------------------------------
+# --- explorer.figures.pictures ----------------------------------------------------------------------------
 
 
 def test_there_and_back_repeats_neither_end():

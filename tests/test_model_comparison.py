@@ -1,4 +1,4 @@
-"""explorer.state.comparison: two models' numbers on the same digits, and the overlaid figures.
+"""explorer.state.comparison and explorer.figures.comparison: two models' numbers on the same digits, and the overlaid figures.
 
 Expected values come from vae_core's own entry points (elbo_terms, latent_activity, iwae_bound,
 log_likelihood_estimate) called directly on the digits the comparison documents: the first 2000
@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 
+from explorer.figures import comparison as comparison_figures
 from explorer.state import comparison
 from explorer.state.registry import ModelEntry
 from vae_core import Checkpoint, ModelConfig, build_model, elbo_terms, iwae_bound, log_likelihood_estimate
@@ -135,7 +136,7 @@ def test_table_names_log_p_x_given_y_when_both_models_are_conditional():
 
 def test_kl_overlay_has_one_sorted_bar_trace_per_model():
     first, second = summary("alpha"), summary("beta", latent_dim=2, active=(True, False))
-    figure = comparison.kl_overlay_figure([first, second])
+    figure = comparison_figures.kl_overlay_figure([first, second])
     assert [trace.type for trace in figure.data] == ["bar", "bar"]
     assert [trace.name for trace in figure.data] == ["alpha", "beta"]
     assert [len(trace.y) for trace in figure.data] == [3, 2]
@@ -147,7 +148,7 @@ def test_kl_overlay_has_one_sorted_bar_trace_per_model():
 def test_bound_overlay_has_one_curve_per_model_labelled_with_what_it_bounds():
     first = summary("alpha")
     second = summary("beta", conditional=True, bounds={1: -90.0, 2: -89.0, 5: -88.5, 5000: -88.0})
-    figure = comparison.bounds_overlay_figure([first, second])
+    figure = comparison_figures.bounds_overlay_figure([first, second])
     assert [trace.name for trace in figure.data] == ["alpha — log p(x)", "beta — log p(x|y)"]
     assert list(figure.data[0].x) == [1, 10, 5000] and list(figure.data[0].y) == [-100.0, -97.5, -96.25]
     assert len(figure.data[1].x) == 4

@@ -13,7 +13,19 @@ import pytest
 from PIL import Image
 
 from explorer import training_jobs as jobs
-from explorer.figures import DIGIT_COLOURS
+from explorer.figures.plots import DIGIT_COLOURS
+from explorer.figures.training import (
+    ACTIVE,
+    INACTIVE,
+    SMOOTHED,
+    VALIDATION,
+    comparison_frame,
+    comparison_spec,
+    curve_frame,
+    events_until,
+    kl_frame,
+    kl_spec,
+)
 from explorer.train_exports import (
     BACKGROUND,
     DIGIT_RGB,
@@ -25,18 +37,6 @@ from explorer.train_exports import (
     snapshot_at,
     views_grid,
     views_grid_png,
-)
-from explorer.train_figures import (
-    ACTIVE,
-    INACTIVE,
-    SMOOTHED,
-    VALIDATION,
-    comparison_frame,
-    comparison_spec,
-    curve_frame,
-    events_until,
-    kl_frame,
-    kl_spec,
 )
 from vae_core import ModelConfig, TrainConfig, reconstruct
 from vae_core.diagnostics import latent_activity

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from explorer import training_jobs as jobs
-from explorer.train_figures import (
+from explorer.figures.training import (
     EPOCH,
     SERIES,
     SMOOTHED,

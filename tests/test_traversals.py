@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.exports import digit_frames, gif_bytes
+from explorer.figures.pictures import digit_frames, gif_bytes
 from vae_core import ModelConfig, build_model, decode
 from vae_core.diagnostics import latent_activity
 from vae_core.traversals import latent_traversal

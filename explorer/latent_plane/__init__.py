@@ -29,7 +29,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from explorer.figures import plane_bounds
+from explorer.figures.plots import plane_bounds
 from explorer.resources import LatentCodes, digits_for, latent_codes
 from explorer.state.registry import ModelEntry
 from vae_core import LatentProjection, encode

@@ -7,8 +7,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from explorer.drawing_canvas import draw_digit
-from explorer.exports import digit_frames, gif_bytes
-from explorer.figures import digit_picture, ellipse_points, grid_picture
+from explorer.figures.pictures import digit_frames, gif_bytes
+from explorer.figures.plots import digit_picture, ellipse_points, grid_picture
 from explorer.resources import digits_for
 from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
 from vae_core.data import scoring_binary

@@ -5,8 +5,8 @@ from functools import partial
 import streamlit as st
 import torch
 
-from explorer.exports import PATH_GIF_STEPS, digit_grid_png, path_gif
-from explorer.figures import digit_picture, grid_picture, plane_bounds
+from explorer.figures.pictures import PATH_GIF_STEPS, digit_grid_png, path_gif
+from explorer.figures.plots import digit_picture, grid_picture, plane_bounds
 from explorer.latent_plane import latent_plane, path_value, plane_codes
 from explorer.resources import digits_for
 from explorer.state.share_links import (

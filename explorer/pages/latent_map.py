@@ -7,8 +7,8 @@ import streamlit as st
 import torch
 
 from explorer.drawing_canvas import draw_digit
-from explorer.exports import digit_grid_png
-from explorer.figures import grid_picture, plane_bounds
+from explorer.figures.pictures import digit_grid_png
+from explorer.figures.plots import grid_picture, plane_bounds
 from explorer.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
 from explorer.resources import digits_for
 from explorer.state.selection import MapClick

@@ -5,7 +5,8 @@ import math
 import streamlit as st
 import torch
 
-from explorer.figures import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
+from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure
+from explorer.figures.plots import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
 from explorer.latent_plane import latent_plane, plane_codes
 from explorer.resources import available_models, digits_for
 from explorer.state.comparison import (
@@ -14,11 +15,9 @@ from explorer.state.comparison import (
     BOUND_KS,
     activity_of,
     bounds_of,
-    bounds_overlay_figure,
     comparison_choices,
     comparison_table,
     distinct_names,
-    kl_overlay_figure,
     summarise,
 )
 from explorer.state.share_links import escape_markdown

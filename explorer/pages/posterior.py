@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 from torch.distributions import Normal
 
-from explorer.figures import digit_bounds_figure, ellipse_points, posterior_figure
+from explorer.figures.plots import digit_bounds_figure, ellipse_points, posterior_figure
 from explorer.resources import digits_for, remember_in_session
 from explorer.state.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
 from explorer.widgets import (

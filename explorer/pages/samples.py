@@ -6,8 +6,8 @@ from functools import partial
 import streamlit as st
 import torch
 
-from explorer.exports import digit_grid_png
-from explorer.figures import grid_picture
+from explorer.figures.pictures import digit_grid_png
+from explorer.figures.plots import grid_picture
 from explorer.state.share_links import (
     COUNT_PARAM,
     LABEL_PARAM,

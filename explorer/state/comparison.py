@@ -1,4 +1,4 @@
-"""Two models side by side: the card's numbers on the same digits, and the figures that overlay them.
+"""Two models side by side: the card's numbers on the same digits (figures: explorer/figures/comparison.py).
 
 Pure functions of models, tensors and arrays (no Streamlit), so each can be tested without a page.
 Every number is computed on the *same* explored test digits for both models (the first
@@ -14,10 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-import plotly.graph_objects as go
 import torch
 
-from explorer.figures import as_numpy
 from explorer.state.registry import ModelEntry
 from vae_core import DigitImages, elbo_terms
 from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
@@ -30,7 +28,6 @@ ACTIVITY_DIGITS = 2000  # ELBO, KL per dimension, active units: one encoder pass
 BOUND_DIGITS = 100  # IWAE bounds up to k=5000: ~15-25 s per model on one CPU thread
 BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
 NOISE_SEED = 0  # the reparameterisation noise: fixed, so a rerun (or a test) gets the same numbers
-MODEL_COLOURS = ("#1f77b4", "#d62728")  # the picked model, the one it is compared with
 
 
 @dataclass
@@ -242,47 +239,3 @@ def bits_per_dim(nats: float, image_size: int) -> float:
 def _shown(value: int | float) -> str:
     """Counts with thousands separators, nats to two decimals."""
     return f"{value:,}" if isinstance(value, int) else f"{value:.2f}"
-
-
-def kl_overlay_figure(summaries: list[ModelSummary], height: int = 280) -> go.Figure:
-    """Each model's KL per latent dimension, most used first, as grouped bars; inactive ones faded.
-
-    Dimensions of two models do not correspond, so the x axis is the rank, not the dimension;
-    the hover names the dimension.
-    """
-    figure = go.Figure()
-    for summary, colour in zip(summaries, MODEL_COLOURS, strict=False):
-        kl, active = as_numpy(summary.activity.kl_per_dim), as_numpy(summary.activity.active)
-        order = np.argsort(-kl)
-        figure.add_trace(
-            go.Bar(
-                x=np.arange(1, len(kl) + 1), y=kl[order], name=summary.name, marker_color=colour,
-                marker_opacity=[1.0 if active[i] else 0.3 for i in order],
-                customdata=[f"z{i + 1}" for i in order],
-                hovertemplate=f"{summary.name} %{{customdata}}: %{{y:.2f}} nats<extra></extra>",
-            )
-        )  # fmt: skip
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10}, barmode="group",
-                         xaxis_title="latent dimension, ranked by KL (most used first)",
-                         yaxis_title="KL (nats per image)",
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
-    return figure
-
-
-def bounds_overlay_figure(summaries: list[ModelSummary], height: int = 300) -> go.Figure:
-    """Each model's IWAE bound against k (log axis): k=1 is its ELBO, large k approaches its log p(x)."""
-    figure = go.Figure()
-    for summary, colour in zip(summaries, MODEL_COLOURS, strict=False):
-        ks = sorted(summary.bounds)
-        figure.add_trace(
-            go.Scatter(
-                x=ks, y=[summary.bounds[k] for k in ks], mode="lines+markers", line={"color": colour},
-                name=f"{summary.name} — {summary.likelihood_name}",
-                hovertemplate=f"{summary.name} k=%{{x}}: %{{y:.2f}} nats<extra></extra>",
-            )
-        )  # fmt: skip
-    figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                         xaxis={"type": "log", "title": "importance samples k"},
-                         yaxis_title="bound, nats per image",
-                         legend={"orientation": "h", "y": 1.02, "yanchor": "bottom"})  # fmt: skip
-    return figure

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer.exports import PATH_GIF_STEPS
+from explorer.figures.pictures import PATH_GIF_STEPS
 from explorer.state.registry import load_pretrained_models
 from explorer.state.share_links import format_point, parse_point
 
