@@ -55,7 +55,7 @@ IMPORT_SETS = {  # what each part of the app pulls in when first imported
     "explorer.resources (every page)": "import explorer.resources",
     "explorer.widgets + figures (every page)": "import explorer.widgets, explorer.figures.plots",
     "explorer.figures.training (Train)": "import explorer.figures.training",
-    "explorer.training_jobs (Train)": "import explorer.training_jobs",
+    "explorer.training.jobs (Train)": "import explorer.training.jobs",
     "torchvision.datasets (MNIST download only)": "from torchvision.datasets import MNIST",
 }
 WATCHED_PACKAGES = ("torch", "torchvision", "streamlit", "pandas", "pyarrow", "plotly", "altair", "numpy", "PIL",

@@ -18,8 +18,8 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from explorer import training_jobs as jobs
 from explorer.figures.training import epoch_rows
+from explorer.training import jobs
 from vae_core.diagnostics import latent_activity
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")

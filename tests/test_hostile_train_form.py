@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from explorer import training_jobs as jobs
+from explorer.training import jobs
 from vae_core.errors import ConfigError
 from vae_core.limits import ServerLimits
 

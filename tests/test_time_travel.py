@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from explorer import training_jobs as jobs
 from explorer.figures.plots import DIGIT_COLOURS
 from explorer.figures.training import (
     ACTIVE,
@@ -26,7 +25,8 @@ from explorer.figures.training import (
     kl_frame,
     kl_spec,
 )
-from explorer.train_exports import (
+from explorer.training import jobs
+from explorer.training.exports import (
     BACKGROUND,
     DIGIT_RGB,
     GIF_SCALE,

@@ -1,4 +1,4 @@
-"""Background training jobs (explorer.training_jobs) and the Train page's figure builders.
+"""Background training jobs (explorer.training.jobs) and the Train page's figure builders.
 
 Tiny models on the bundled 5k sample: every test takes a fraction of a second of training.
 """
@@ -15,7 +15,6 @@ import time
 import pytest
 import torch
 
-from explorer import training_jobs as jobs
 from explorer.figures.training import (
     EPOCH,
     SERIES,
@@ -28,6 +27,7 @@ from explorer.figures.training import (
     format_duration,
     smooth,
 )
+from explorer.training import jobs
 from vae_core import ConfigError, ModelConfig, TrainConfig, load_checkpoint
 
 TINY = ModelConfig(latent_dim=2, hidden=(32,))
@@ -325,7 +325,7 @@ def test_freed_heap_of_a_finished_thread_goes_back_to_the_os():
     # threshold) and frees them; glibc keeps the pages until return_freed_heap_to_os trims them.
     script = textwrap.dedent("""
         import threading, numpy as np
-        from explorer.training_jobs import return_freed_heap_to_os
+        from explorer.training.jobs import return_freed_heap_to_os
         def rss_mb():
             return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
         def churn():

@@ -15,7 +15,6 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from explorer import training_jobs as jobs
 from explorer.figures.plots import grid_picture, plane_bounds
 from explorer.figures.training import (
     CURVE_TERMS,
@@ -33,7 +32,8 @@ from explorer.latent_plane import latent_plane, points_payload
 from explorer.resources import downloads_allowed, register_session_model, session_models
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import escape_markdown
-from explorer.train_exports import latent_animation_gif, snapshot_at, views_grid_png
+from explorer.training import jobs
+from explorer.training.exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
 from vae_core.config import MAX_HIDDEN_LAYERS, MAX_LATENT_DIM

@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from explorer.figures.pictures import digit_grid_png, gif_bytes
 from explorer.figures.plots import DIGIT_COLOURS, plane_bounds
-from explorer.training_jobs import LiveViews
+from explorer.training.history import LiveViews
 
 SCATTER_PIXELS = 240  # side of one rendered frame before the GIF's enlargement
 GIF_SCALE = 2  # nearest-neighbour enlargement: 480 px frames, dots stay crisp
