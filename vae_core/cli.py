@@ -36,13 +36,13 @@ from .config import (
     ModelConfig,
     TrainConfig,
 )
-from .data import EVALUATION_BINARIZATION_SEED, load_digits, load_train_validation
+from .data import load_digits, load_train_validation
 from .distributed import init_distributed, shutdown_distributed
-from .errors import ConfigError, VAEError
+from .errors import VAEError
+from .evaluation import evaluate_model
 from .images import save_image_grid
 from .inference import sample_prior
 from .limits import MB, check_run_memory
-from .objectives import elbo_terms, log_likelihood_estimate
 from .train import Trainer, resolve_device
 
 MAX_EPOCHS = 10_000
@@ -390,41 +390,6 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         )
     )
     return 130 if interrupted else 0
-
-
-@torch.no_grad()
-def evaluate_model(model, digits, k: int, batch_size: int = 100, seed: int = 0, progress=None) -> dict:
-    """Test-set ELBO terms and NLL (-log p(x), k importance samples), nats per image."""
-    if not (isinstance(k, int) and k >= 1 and isinstance(batch_size, int) and batch_size >= 1):
-        raise ConfigError(
-            f"evaluation needs k >= 1 and batch_size >= 1, got k={k!r}, batch_size={batch_size!r}"
-        )
-    if len(digits) == 0:
-        raise ConfigError("there are no test digits to evaluate")
-    binary = digits.fixed_binary(EVALUATION_BINARIZATION_SEED).to(model.device)
-    labels = digits.labels.to(model.device)
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    sums = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "log_px": 0.0}
-    for start in range(0, len(binary), batch_size):
-        x = binary[start : start + batch_size]
-        y = labels[start : start + batch_size] if model.config.conditional else None
-        terms = elbo_terms(model, x, y, generator)
-        sums["recon"] += terms.recon.sum().item()
-        sums["kl"] += terms.kl.sum().item()
-        sums["elbo"] += terms.elbo.sum().item()
-        sums["log_px"] += log_likelihood_estimate(model, x, y, k, generator).sum().item()
-        if progress is not None:
-            progress(len(x))
-    n = len(binary)
-    return {
-        "elbo": sums["elbo"] / n,
-        "recon": sums["recon"] / n,
-        "kl": sums["kl"] / n,
-        "nll": -sums["log_px"] / n,
-        "n": n,
-        "k": k,
-        "binarization_seed": EVALUATION_BINARIZATION_SEED,
-    }
 
 
 def command_evaluate(args: argparse.Namespace) -> int:

@@ -168,6 +168,15 @@ def scoring_binary(
     return torch.from_numpy(on).float().reshape(shape).to(device)
 
 
+def require_binary(binary: torch.Tensor, who: str) -> None:
+    """Refuse grey levels where a function scores binary pixels (the likelihood is Bernoulli)."""
+    if not bool(((binary == 0) | (binary == 1)).all()):
+        raise ValueError(
+            f"{who} scores binary pixels: pass the digit's scoring image (0/1), e.g. "
+            "vae_core.data.scoring_binary(grey) or DigitImages.fixed_binary(), not grey levels"
+        )
+
+
 def default_cache_dir() -> Path:
     """Where downloads go: $VAE_CACHE_DIR, else the user's cache directory, else the temp directory.
 

@@ -193,5 +193,11 @@ def build_model(config: ModelConfig, seed: int = 0) -> VAE:
     return model
 
 
+def flat_images(x: torch.Tensor, model: VAE) -> torch.Tensor:
+    """Images as the model takes them: float32 (B, D) on its device; one image (D,) becomes (1, D)."""
+    x = torch.as_tensor(x, dtype=torch.float32, device=model.device)
+    return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
