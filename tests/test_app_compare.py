@@ -48,7 +48,7 @@ def app(models, monkeypatch):
 
 def explored_digits():
     """The digits the app explores (the same cached loader the pages use)."""
-    from explorer.resources import explore_digits
+    from explorer.ui.resources import explore_digits
 
     return explore_digits().digits
 

@@ -90,7 +90,7 @@ def test_posterior_page_plots_one_digits_bounds_under_its_quadrature_log_px(monk
     at.button(key="digit_bounds").click().run()
     assert not at.exception
     elbo, _, best, _, exact, below = _digit_bounds_caption(at)[:6]
-    from explorer.resources import explore_digits
+    from explorer.ui.resources import explore_digits
 
     digits = explore_digits().digits  # the pages' digits: the test set with $VAE_DATA_DIR, else the sample
     index = int(

@@ -2,7 +2,7 @@
 a digit drawn on the Latent map.
 
 AppTest cannot draw on a canvas: a test puts what the canvas component would report for some strokes
-(`explorer.drawing_canvas.canvas_state`) into the component's session-state slot. It cannot read an
+(`explorer.ui.drawing_canvas.canvas_state`) into the component's session-state slot. It cannot read an
 image back either, so `show_digit` is wrapped to record the exact pixels behind every picture, and
 the media manager to keep the download button's deferred encoder, which a test runs as a click does.
 """
@@ -17,9 +17,9 @@ import pytest
 import torch
 from PIL import Image
 
-import explorer.widgets
-from explorer.drawing_canvas import CANVAS_PX, canvas_state
+import explorer.ui.widgets
 from explorer.state.registry import ModelEntry
+from explorer.ui.drawing_canvas import CANVAS_PX, canvas_state
 from vae_core import (
     Checkpoint,
     ModelConfig,
@@ -56,7 +56,7 @@ def small_models() -> dict[str, ModelEntry]:
 def shown(monkeypatch) -> dict:
     """Caption -> pixels (D,) of every digit the page's latest run showed."""
     record: dict = {}
-    picker, show_digit = explorer.widgets.model_picker, explorer.widgets.show_digit
+    picker, show_digit = explorer.ui.widgets.model_picker, explorer.ui.widgets.show_digit
 
     def clearing_model_picker(*args, **kwargs):
         record.clear()  # every run of the page starts with the model picker: keep only the latest run
@@ -66,8 +66,8 @@ def shown(monkeypatch) -> dict:
         record[caption] = np.asarray(probs, dtype=np.float32).reshape(-1)
         return show_digit(probs, caption, *args, **kwargs)
 
-    monkeypatch.setattr(explorer.widgets, "model_picker", clearing_model_picker)
-    monkeypatch.setattr(explorer.widgets, "show_digit", recording_show_digit)
+    monkeypatch.setattr(explorer.ui.widgets, "model_picker", clearing_model_picker)
+    monkeypatch.setattr(explorer.ui.widgets, "show_digit", recording_show_digit)
     return record
 
 

@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from explorer.latent_plane import (
+from explorer.state.registry import load_pretrained_models
+from explorer.state.selection import MapClick
+from explorer.ui.latent_plane import (
     click_value,
     mlp_decoder_layers,
     model_payload,
@@ -23,9 +25,7 @@ from explorer.latent_plane import (
     payload_id,
     posterior_ellipse,
 )
-from explorer.resources import LatentCodes
-from explorer.state.registry import load_pretrained_models
-from explorer.state.selection import MapClick
+from explorer.ui.resources import LatentCodes
 from vae_core import LatentProjection, ModelConfig, build_model, decode
 from vae_core.models import count_parameters
 
@@ -315,7 +315,7 @@ def test_the_posterior_ellipse_is_the_projected_gaussians_2_sigma_contour():
 
 
 def test_dragged_path_values_are_checked():
-    from explorer.latent_plane import path_value
+    from explorer.ui.latent_plane import path_value
 
     good = {"start": [0.0, 1.0], "end": [2, -1.5], "walk": 3}
     assert path_value(good, latent_dim=2, steps=10) == ([0.0, 1.0], [2.0, -1.5], 3)
@@ -325,7 +325,7 @@ def test_dragged_path_values_are_checked():
 
 
 def test_a_live_runs_points_payload_carries_no_decoder():
-    from explorer.latent_plane import payload_meta, points_payload
+    from explorer.ui.latent_plane import payload_meta, points_payload
 
     plane = np.array([[0.5, -1.0], [2.0, 3.0]], dtype=np.float16)
     blob = points_payload(plane, np.array([3, 7]), ("PC1", "PC2"))

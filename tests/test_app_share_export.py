@@ -318,7 +318,7 @@ def test_interpolation_downloads_are_the_strip_and_a_round_trip_gif(pretrained, 
         np.testing.assert_array_equal(frames[k], frames[n - k])
     assert np.abs(frames[0].astype(int) - frames[n // 2].astype(int)).mean() > 5
     # the first frame is the decoded start of the path, computed independently here
-    from explorer.resources import explore_digits
+    from explorer.ui.resources import explore_digits
 
     digits = explore_digits().digits
     pair = torch.tensor([3, 2])

@@ -180,7 +180,7 @@ def shown_active_count(at: AppTest) -> tuple[int, int]:
 
 def shown_latents(at: AppTest) -> np.ndarray:
     """The points the live latent plane was sent: its bytes payload's "points" array."""
-    from explorer.latent_plane import payload_meta
+    from explorer.ui.latent_plane import payload_meta
 
     blobs = [e.proto.bytes for e in at.get("bidi_component") if e.proto.WhichOneof("data") == "bytes"]
     assert len(blobs) == 1, f"expected one latent plane payload, found {len(blobs)}"

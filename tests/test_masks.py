@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.drawing_canvas import CANVAS_PX, canvas_state, coverage_from_rgba
+from explorer.ui.drawing_canvas import CANVAS_PX, canvas_state, coverage_from_rgba
 from vae_core import (
     centre_square_mask,
     complete_masked_image,

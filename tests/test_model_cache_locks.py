@@ -5,8 +5,8 @@ import threading
 
 import pytest
 
-from explorer.resources import latent_codes
 from explorer.state.registry import ModelEntry
+from explorer.ui.resources import latent_codes
 from vae_core import ModelConfig, build_model
 from vae_core.checkpoint import Checkpoint
 

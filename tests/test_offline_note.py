@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from explorer import resources
+from explorer.ui import resources
 from vae_core import DataError
 
 # What vae_core says when the download fails offline: for the server's log, not for a visitor.

@@ -1,5 +1,5 @@
 """Figure builders: pure functions from arrays to plotly figures or pixel arrays (no Streamlit),
-so each can be tested without a browser. Latent planes are drawn by explorer/latent_plane.
+so each can be tested without a browser. Latent planes are drawn by explorer/ui/latent_plane.
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ import numpy as np
 import streamlit as st
 import torch
 
-from explorer.drawing_canvas import draw_digit, paint_region
 from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, trace_figure
-from explorer.resources import digits_for, remember_in_session
-from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.ui.drawing_canvas import draw_digit, paint_region
+from explorer.ui.resources import digits_for, remember_in_session
+from explorer.ui.widgets import digit_picker, labels_for, model_picker, show_digit
 from vae_core import (
     centre_square_mask,
     complete_masked_image,

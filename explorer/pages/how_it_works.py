@@ -6,11 +6,11 @@ import streamlit as st
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from explorer.drawing_canvas import draw_digit
 from explorer.figures.pictures import digit_frames, gif_bytes
 from explorer.figures.plots import digit_picture, ellipse_points, grid_picture
-from explorer.resources import digits_for
-from explorer.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.ui.drawing_canvas import draw_digit
+from explorer.ui.resources import digits_for
+from explorer.ui.widgets import digit_picker, labels_for, model_picker, show_digit
 from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
 from vae_core.objectives import bernoulli_log_lik

@@ -7,8 +7,6 @@ import torch
 
 from explorer.figures.pictures import PATH_GIF_STEPS, digit_grid_png, path_gif
 from explorer.figures.plots import digit_picture, grid_picture, plane_bounds
-from explorer.latent_plane import latent_plane, path_value, plane_codes
-from explorer.resources import digits_for
 from explorer.state.share_links import (
     END_PARAM,
     LABEL_PARAM,
@@ -19,7 +17,9 @@ from explorer.state.share_links import (
     parse_int_in,
     parse_label,
 )
-from explorer.widgets import (
+from explorer.ui.latent_plane import latent_plane, path_value, plane_codes
+from explorer.ui.resources import digits_for
+from explorer.ui.widgets import (
     digit_picker,
     labels_for,
     model_picker,

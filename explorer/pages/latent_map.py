@@ -6,11 +6,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from explorer.drawing_canvas import draw_digit
 from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, plane_bounds
-from explorer.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
-from explorer.resources import digits_for
 from explorer.state.selection import MapClick
 from explorer.state.share_links import (
     DIGIT_PARAM,
@@ -24,7 +21,10 @@ from explorer.state.share_links import (
     parse_point,
     round_point,
 )
-from explorer.widgets import (
+from explorer.ui.drawing_canvas import draw_digit
+from explorer.ui.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
+from explorer.ui.resources import digits_for
+from explorer.ui.widgets import (
     labels_for,
     model_picker,
     share_this_view,

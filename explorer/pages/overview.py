@@ -7,8 +7,6 @@ import torch
 
 from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure
 from explorer.figures.plots import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
-from explorer.latent_plane import latent_plane, plane_codes
-from explorer.resources import available_models, digits_for
 from explorer.state.comparison import (
     ACTIVITY_DIGITS,
     BOUND_DIGITS,
@@ -21,7 +19,9 @@ from explorer.state.comparison import (
     summarise,
 )
 from explorer.state.share_links import escape_markdown
-from explorer.widgets import model_picker
+from explorer.ui.latent_plane import latent_plane, plane_codes
+from explorer.ui.resources import available_models, digits_for
+from explorer.ui.widgets import model_picker
 from vae_core import sample_prior
 from vae_core.models import count_parameters
 

@@ -6,9 +6,9 @@ import torch
 from torch.distributions import Normal
 
 from explorer.figures.plots import digit_bounds_figure, ellipse_points, posterior_figure
-from explorer.resources import digits_for, remember_in_session
 from explorer.state.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
-from explorer.widgets import (
+from explorer.ui.resources import digits_for, remember_in_session
+from explorer.ui.widgets import (
     digit_picker,
     labels_for,
     model_picker,

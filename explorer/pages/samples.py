@@ -18,7 +18,7 @@ from explorer.state.share_links import (
     parse_int_in,
     parse_label,
 )
-from explorer.widgets import labels_for, model_picker, restore_from_link, share_this_view
+from explorer.ui.widgets import labels_for, model_picker, restore_from_link, share_this_view
 from vae_core import sample_prior
 
 SEED_KEY = "samples_seed"

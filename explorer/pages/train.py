@@ -28,13 +28,13 @@ from explorer.figures.training import (
     kl_spec,
     smooth,
 )
-from explorer.latent_plane import latent_plane, points_payload
-from explorer.resources import downloads_allowed, register_session_model, session_models
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import escape_markdown
 from explorer.training import jobs
 from explorer.training.exports import latent_animation_gif, snapshot_at, views_grid_png
-from explorer.widgets import SELECTED_MODEL
+from explorer.ui.latent_plane import latent_plane, points_payload
+from explorer.ui.resources import downloads_allowed, register_session_model, session_models
+from explorer.ui.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
 from vae_core.config import MAX_HIDDEN_LAYERS, MAX_LATENT_DIM
 from vae_core.limits import ServerLimits

@@ -1,4 +1,4 @@
-"""What the user clicked on a latent plane (explorer/latent_plane): a point, or one encoded digit."""
+"""What the user clicked on a latent plane (explorer/ui/latent_plane): a point, or one encoded digit."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The latent plane component (explorer/latent_plane) in a real browser.
+"""The latent plane component (explorer/ui/latent_plane) in a real browser.
 
 Hovering decodes in the browser: the painted digit equals vae_core.decode at the exact hovered
 coordinates, also while the server process is stopped (SIGSTOP). A click sends Python the clicked

@@ -12,13 +12,6 @@ from pathlib import Path
 import streamlit as st
 
 from explorer.figures.plots import digit_picture
-from explorer.resources import (
-    available_models,
-    digits_for,
-    explore_digits,
-    register_session_model,
-    session_models,
-)
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import (
     MODEL_PARAM,
@@ -28,6 +21,13 @@ from explorer.state.share_links import (
     model_url_name,
     parse_index,
     view_url,
+)
+from explorer.ui.resources import (
+    available_models,
+    digits_for,
+    explore_digits,
+    register_session_model,
+    session_models,
 )
 from vae_core import CheckpointError, load_checkpoint
 

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from explorer.figures.plots import plane_bounds
-from explorer.resources import LatentCodes, digits_for, latent_codes
 from explorer.state.registry import ModelEntry
+from explorer.ui.resources import LatentCodes, digits_for, latent_codes
 from vae_core import LatentProjection, encode
 
 _HERE = Path(__file__).resolve().parent
