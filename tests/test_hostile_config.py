@@ -90,7 +90,6 @@ def test_model_config_must_be_an_object(bad):
         ("k", "5"),
         ("num_threads", 0),
         ("lr_decay", "no"),
-        ("extra", []),
     ],
 )
 def test_every_training_field_is_checked(field, value):

@@ -29,6 +29,7 @@ from .config import (
     config_to_dict,
     model_config_from_dict,
     train_config_from_dict,
+    upgrade_train_settings,
 )
 from .errors import CheckpointError, ConfigError
 from .models import VAE
@@ -404,13 +405,14 @@ def _model_config(metadata: dict[str, str], name: str) -> ModelConfig:
 
 def _train_config(metadata: dict[str, str], name: str) -> dict[str, Any]:
     """The file's training settings as saved, after checking they make a valid TrainConfig. Strict
-    (unknown settings refused): every checkpoint this code ever wrote holds exactly the known ones."""
+    (unknown settings refused): every checkpoint this code ever wrote holds exactly the known ones,
+    or retired ones (`extra`) and old names ("static") that are read in today's names."""
     train_config = _metadata_json(metadata, "train_config", "{}", name)
     try:
         train_config_from_dict(train_config, strict=True)
     except (ConfigError, TypeError, ValueError, OverflowError) as exc:
         raise CheckpointError(f"{name} has an invalid train_config: {str(exc)[:300]}") from None
-    return train_config
+    return upgrade_train_settings(train_config)
 
 
 def _scalar_problem(value: Any) -> str | None:

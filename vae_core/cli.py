@@ -26,8 +26,10 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import (
+    ACTIVATIONS,
     BINARIZATIONS,
     DEVICES,
+    IMAGE_SIZES,
     MAX_HIDDEN_LAYERS,
     MAX_HIDDEN_WIDTH,
     MAX_LATENT_DIM,
@@ -35,6 +37,8 @@ from .config import (
     OBJECTIVES,
     ModelConfig,
     TrainConfig,
+    binarization_name,
+    field_defaults,
 )
 from .data import load_digits, load_train_validation
 from .distributed import init_distributed, shutdown_distributed
@@ -105,38 +109,60 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def binarization_choice(text: str) -> str:
+    """--binarization: one of config.BINARIZATIONS; "static" (its name before) means "threshold"."""
+    name = binarization_name(text)
+    if name not in BINARIZATIONS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text[:40]!r} (choose from {', '.join(BINARIZATIONS)})"
+        )
+    return name
+
+
 def build_parser() -> argparse.ArgumentParser:
+    model, training = field_defaults(ModelConfig), field_defaults(TrainConfig)  # the one source of defaults
     parser = OneLineParser(prog="python -m vae_core", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a VAE on MNIST and save a .safetensors checkpoint")
-    train.add_argument("--kind", choices=MODEL_KINDS, default="mlp")
-    train.add_argument("--latent-dim", type=whole_number(1, MAX_LATENT_DIM), default=2)
-    train.add_argument("--hidden", type=hidden_widths, default=(512, 256), help="hidden widths, e.g. 512,256")
+    train.add_argument("--kind", choices=MODEL_KINDS, default=model["kind"])
+    train.add_argument("--latent-dim", type=whole_number(1, MAX_LATENT_DIM), default=model["latent_dim"])
+    train.add_argument(
+        "--hidden", type=hidden_widths, default=model["hidden"],
+        help="MLP hidden widths, e.g. 512,256; the conv model uses the first as its dense layer's width",
+    )  # fmt: skip
     train.add_argument(
         "--conditional", action="store_true", help="feed the digit label to encoder and decoder"
     )
-    train.add_argument("--image-size", type=int, choices=(28, 14), default=28)
-    train.add_argument("--activation", choices=("relu", "elu", "tanh"), default="relu")
-    train.add_argument("--epochs", type=finite_number(0, MAX_EPOCHS, low_open=True), default=10)
-    train.add_argument("--batch-size", type=whole_number(2, 60_000), default=128)
-    train.add_argument("--lr", type=finite_number(0, 1, low_open=True), default=1e-3)
-    train.add_argument("--lr-decay", action="store_true", help="cosine-decay the learning rate to 0")
-    train.add_argument("--objective", choices=OBJECTIVES, default="elbo")
+    train.add_argument("--image-size", type=int, choices=IMAGE_SIZES, default=model["image_size"])
+    train.add_argument("--activation", choices=ACTIVATIONS, default=model["activation"])
     train.add_argument(
-        "--k", type=whole_number(1, 5000), default=1, help="importance samples for --objective iwae"
+        "--epochs", type=finite_number(0, MAX_EPOCHS, low_open=True), default=training["epochs"]
     )
-    train.add_argument("--beta", type=finite_number(0, 1000), default=1.0)
+    train.add_argument("--batch-size", type=whole_number(2, 60_000), default=training["batch_size"])
+    train.add_argument("--lr", type=finite_number(0, 1, low_open=True), default=training["lr"])
+    train.add_argument("--lr-decay", action="store_true", help="cosine-decay the learning rate to 0")
+    train.add_argument("--objective", choices=OBJECTIVES, default=training["objective"])
+    train.add_argument(
+        "--k",
+        type=whole_number(1, 5000),
+        default=training["k"],
+        help="importance samples for --objective iwae",
+    )
+    train.add_argument("--beta", type=finite_number(0, 1000), default=training["beta"])
     train.add_argument(
         "--warmup-epochs",
         type=finite_number(0, MAX_EPOCHS),
-        default=0.0,
+        default=training["warmup_epochs"],
         help="epochs to ramp the KL weight from 0",
     )
-    train.add_argument("--binarization", choices=BINARIZATIONS, default="dynamic")
-    train.add_argument("--validation-size", type=whole_number(0, 59_999), default=10_000)
-    train.add_argument("--seed", type=whole_number(0, MAX_SEED), default=0)
-    train.add_argument("--device", choices=DEVICES, default="auto")
+    train.add_argument(
+        "--binarization", type=binarization_choice, default=training["binarization"],
+        help=f"{', '.join(BINARIZATIONS)} ('static', the old name of threshold, is read as threshold)",
+    )  # fmt: skip
+    train.add_argument("--validation-size", type=whole_number(0, 59_999), default=training["validation_size"])
+    train.add_argument("--seed", type=whole_number(0, MAX_SEED), default=training["seed"])
+    train.add_argument("--device", choices=DEVICES, default=training["device"])
     train.add_argument("--threads", type=whole_number(1, 1024), default=None, help="torch CPU threads")
     train.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files ($VAE_DATA_DIR)")
     train.add_argument("--out", required=True, help="checkpoint path, PATH.safetensors")
@@ -309,7 +335,7 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
     from tqdm import tqdm
 
     train_digits, validation_digits = load_train_validation(
-        args.data_dir, args.binarization, model_config.image_size, args.validation_size
+        args.data_dir, train_config.binarization, model_config.image_size, train_config.validation_size
     )
     model = resumed.model if resumed else None
     trainer = Trainer(model_config, train_config, train_digits, validation_digits, model, context)
@@ -369,7 +395,7 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
             file=sys.stderr,
         )
     elif args.eval_k:
-        test = load_digits("test", args.data_dir, args.binarization, model_config.image_size)
+        test = load_digits("test", args.data_dir, train_config.binarization, model_config.image_size)
         try:
             metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
         except KeyboardInterrupt:
@@ -400,7 +426,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
         writable_destination(args.checkpoint, what="checkpoint (--store)")
     checkpoint = load_checkpoint(args.checkpoint, map_location=device)
     config = checkpoint.model_config
-    binarization = checkpoint.train_config.get("binarization", "dynamic")
+    binarization = checkpoint.train_config.get("binarization", "dynamic")  # today's name (load_checkpoint)
     digits = load_digits("test", args.data_dir, binarization, config.image_size)
     if args.limit is not None:
         digits = digits.subset(slice(0, args.limit))

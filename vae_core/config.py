@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
 
 MODEL_KINDS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
-BINARIZATIONS = ("dynamic", "static", "binarized")
+# dynamic: Bernoulli resampled each epoch; threshold: level > 127; binarized: the statically
+# binarised MNIST of Larochelle & Murray. Checkpoints, links and commands from before the rename
+# say "static" for the threshold: read as "threshold", never written.
+BINARIZATIONS = ("dynamic", "threshold", "binarized")
+BINARIZATION_ALIASES = {"static": "threshold"}
+# Training settings older checkpoints carry that no longer exist (nothing read them); dropped on load.
+RETIRED_TRAIN_SETTINGS = ("extra",)
 DEVICES = ("auto", "cpu", "cuda")
 ACTIVATIONS = ("relu", "elu", "tanh")
 IMAGE_SIZES = (28, 14)
@@ -62,7 +68,8 @@ class ModelConfig:
 
     kind: str = "mlp"  # "mlp" | "conv"
     latent_dim: int = 2
-    hidden: tuple[int, ...] = (512, 256)  # MLP hidden widths, encoder order (decoder mirrors)
+    hidden: tuple[int, ...] = (512, 256)  # MLP hidden widths, encoder order (decoder mirrors);
+    # the conv model uses hidden[0] as the width of its dense layer (256 when empty)
     conditional: bool = False  # label one-hot goes into encoder and decoder
     image_size: int = 28  # 28 or 14 (2x2 average-pooled MNIST)
     num_classes: int = 10
@@ -131,12 +138,11 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     seed: int = 0
     device: str = "auto"
-    binarization: str = "dynamic"
-    validation_size: int = 10_000
+    binarization: str = "dynamic"  # one of BINARIZATIONS: how the training digits become 0/1
+    validation_size: int = 10_000  # digits held out from the end of the training set
     log_every: int = 20  # steps between progress events
     num_threads: int | None = None  # torch intra-op threads for this run; None keeps the default
     lr_decay: bool = False  # cosine decay of the learning rate to 0 over the run
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("epochs", "lr", "beta", "warmup_epochs"):
@@ -162,6 +168,8 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, got {self.device!r}")
+        if isinstance(self.binarization, str):
+            object.__setattr__(self, "binarization", binarization_name(self.binarization))
         if self.binarization not in BINARIZATIONS:
             raise ConfigError(f"binarization must be one of {BINARIZATIONS}, got {self.binarization!r}")
         if self.validation_size < 0:
@@ -172,8 +180,24 @@ class TrainConfig:
             raise ConfigError(f"num_threads must be a whole number >= 1, got {self.num_threads!r}")
         if not isinstance(self.lr_decay, bool):
             raise ConfigError(f"lr_decay must be true or false, got {self.lr_decay!r}")
-        if not isinstance(self.extra, dict):
-            raise ConfigError(f"extra must be a mapping, got {type(self.extra).__name__}")
+
+
+def binarization_name(name: str) -> str:
+    """The current name of a binarisation: "static" (before the rename) reads as "threshold"."""
+    return BINARIZATION_ALIASES.get(name, name)
+
+
+def field_defaults(config_class: type) -> dict[str, Any]:
+    """Each field's default value: the one source the CLI's flags take their defaults from."""
+    return {f.name: f.default for f in dataclasses.fields(config_class)}
+
+
+def upgrade_train_settings(data: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's train_config in today's names: retired settings dropped, old names renamed."""
+    data = {k: v for k, v in data.items() if k not in RETIRED_TRAIN_SETTINGS}
+    if isinstance(data.get("binarization"), str):
+        data["binarization"] = binarization_name(data["binarization"])
+    return data
 
 
 def _linear(n_in: int, n_out: int) -> int:
@@ -230,7 +254,7 @@ def model_config_from_dict(data: dict[str, Any]) -> ModelConfig:
 def train_config_from_dict(data: dict[str, Any], strict: bool = False) -> TrainConfig:
     """A TrainConfig from a dict; `strict` (a file's JSON) also refuses unknown settings and
     strings where enum settings belong. Missing settings take their defaults."""
-    data = _as_mapping(data, "train_config")
+    data = upgrade_train_settings(_as_mapping(data, "train_config"))
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     if strict:
         unknown = set(data) - known

@@ -51,7 +51,7 @@ class DigitImages:
     pixels: torch.Tensor
     labels: torch.Tensor
     image_size: int
-    binarization: str  # "dynamic" | "static" | "binarized"
+    binarization: str  # "dynamic" | "threshold" | "binarized" (config.BINARIZATIONS)
     source: str  # for people: where these digits came from
 
     def __len__(self) -> int:
@@ -135,7 +135,8 @@ def scoring_binary(
     "dynamic" (the models' training data): each pixel is on with probability level/255, drawn
     from noise keyed by the image's own levels and `seed` (a hash, no RNG state): the same digit
     always gets the same binary image, whatever batch or page it is in, and a person's drawing
-    is binarised by the same rule as a test digit. "static": level > 127 (as trained).
+    is binarised by the same rule as a test digit. "threshold" (or its old name "static"):
+    level > 127 (as trained).
     "binarized": the data are already 0/255.
     """
     grey = torch.as_tensor(pixels)

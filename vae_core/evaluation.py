@@ -149,7 +149,7 @@ def evaluate_model(model, digits, k: int, batch_size: int = 100, seed: int = 0, 
     sums = {"recon": 0.0, "kl": 0.0, "elbo": 0.0, "log_px": 0.0}
     for start in range(0, len(binary), batch_size):
         x = binary[start : start + batch_size]
-        y = labels[start : start + batch_size] if model.config.conditional else None
+        y = labels[start : start + batch_size]  # the model uses them only when conditional
         terms = elbo_terms(model, x, y, generator)
         sums["recon"] += terms.recon.sum().item()
         sums["kl"] += terms.kl.sum().item()
