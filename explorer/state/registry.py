@@ -12,7 +12,7 @@ from pathlib import Path
 from vae_core import Checkpoint, load_checkpoint
 
 PRETRAINED_DIR = Path(
-    os.environ.get("VAE_PRETRAINED_DIR") or Path(__file__).resolve().parents[1] / "pretrained"
+    os.environ.get("VAE_PRETRAINED_DIR") or Path(__file__).resolve().parents[2] / "pretrained"
 )
 # The order the picker offers them in: the 2-D model first, since its latent map needs no PCA.
 PREFERRED_ORDER = ("mlp2d", "cmlp2d", "best", "mlp20")
