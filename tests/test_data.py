@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vae_core import DataError, load_digits, load_sample_digits, load_train_validation
-from vae_core.data import read_idx
+from vae_core.mnist import read_idx
 
 
 def test_full_mnist_loads_from_a_folder_of_idx_files(mnist_dir):
@@ -102,7 +102,7 @@ def test_a_digit_sources_description_names_no_folder_of_this_machine(tmp_path):
     """The source is shown in the sidebar and saved in checkpoints: it must not carry a path."""
     import os
 
-    from vae_core.data import load_digits
+    from vae_core.mnist import load_digits
 
     folder = os.path.abspath(os.environ["VAE_DATA_DIR"])
     digits = load_digits("test", data_dir=folder, allow_download=False)

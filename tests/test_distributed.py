@@ -59,10 +59,10 @@ def test_relative_data_folders_are_made_absolute_once_for_subprocesses_and_chdir
     relative = os.path.relpath(mnist_dir.resolve(), REPO_ROOT)
     script = (
         "import os, subprocess, sys; import vae_core\n"
-        "from vae_core.data import load_digits\n"
+        "from vae_core.mnist import load_digits\n"
         "os.chdir('/')\n"
         "print(os.environ['VAE_DATA_DIR'], os.environ['VAE_BINARIZED_DIR'], len(load_digits('test')))\n"
-        "child = 'import os; from vae_core.data import resolve_data_dir; print(resolve_data_dir(None))'\n"
+        "child = 'import os; from vae_core.mnist import resolve_data_dir; print(resolve_data_dir(None))'\n"
         "print(subprocess.run([sys.executable, '-c', child], capture_output=True, text=True).stdout)"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "VAE_DATA_DIR": relative, "VAE_BINARIZED_DIR": "bin"}

@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from vae_core import data
+from vae_core import mnist as data
 
 
 @pytest.fixture

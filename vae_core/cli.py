@@ -40,13 +40,13 @@ from .config import (
     binarization_name,
     field_defaults,
 )
-from .data import load_digits, load_train_validation
 from .distributed import init_distributed, shutdown_distributed
 from .errors import VAEError
 from .evaluation import evaluate_model
 from .images import save_image_grid
 from .inference import sample_prior
 from .limits import MB, check_run_memory
+from .mnist import load_digits, load_train_validation
 from .train import Trainer, resolve_device
 
 MAX_EPOCHS = 10_000
