@@ -1,6 +1,8 @@
-"""VAE Explorer: `streamlit run app.py`. Only page config and navigation live here."""
+"""VAE Explorer: `streamlit run app.py`. Page config, the sidebar every page shares, and navigation."""
 
 import streamlit as st
+
+from explorer.ui.sidebar import build_sidebar
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
 
@@ -14,5 +16,9 @@ PAGES = [
     st.Page("explorer/pages/posterior.py", title="Posterior", icon="🎯"),
     st.Page("explorer/pages/how_it_works.py", title="How it works", icon="⚙️"),
 ]
+PAGES_WITHOUT_MODEL = {"train"}  # Train makes models: it must open when there is none to pick
 
-st.navigation(PAGES).run()
+page = st.navigation(PAGES)
+if page.url_path not in PAGES_WITHOUT_MODEL:
+    build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
+page.run()

@@ -53,7 +53,7 @@ OVERVIEW_RENDERED_JS = """() => {
 STEP_TEXT = re.compile(r"step ([\d,]+) / ([\d,]+)")
 IMPORT_SETS = {  # what each part of the app pulls in when first imported
     "explorer.ui.resources (every page)": "import explorer.ui.resources",
-    "explorer.ui.widgets + figures (every page)": "import explorer.ui.widgets, explorer.figures.plots",
+    "explorer.ui.sidebar + widgets + figures (every page)": "import explorer.ui.sidebar, explorer.ui.widgets, explorer.figures.plots",
     "explorer.figures.training (Train)": "import explorer.figures.training",
     "explorer.training.jobs (Train)": "import explorer.training.jobs",
     "torchvision.datasets (MNIST download only)": "from torchvision.datasets import MNIST",

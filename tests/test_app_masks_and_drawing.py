@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+import explorer.ui.sidebar
 import explorer.ui.widgets
 from explorer.state.registry import ModelEntry
 from explorer.ui.drawing_canvas import CANVAS_PX, canvas_state
@@ -56,7 +57,7 @@ def small_models() -> dict[str, ModelEntry]:
 def shown(monkeypatch) -> dict:
     """Caption -> pixels (D,) of every digit the page's latest run showed."""
     record: dict = {}
-    picker, show_digit = explorer.ui.widgets.model_picker, explorer.ui.widgets.show_digit
+    picker, show_digit = explorer.ui.sidebar.model_picker, explorer.ui.widgets.show_digit
 
     def clearing_model_picker(*args, **kwargs):
         record.clear()  # every run of the page starts with the model picker: keep only the latest run
@@ -66,7 +67,7 @@ def shown(monkeypatch) -> dict:
         record[caption] = np.asarray(probs, dtype=np.float32).reshape(-1)
         return show_digit(probs, caption, *args, **kwargs)
 
-    monkeypatch.setattr(explorer.ui.widgets, "model_picker", clearing_model_picker)
+    monkeypatch.setattr(explorer.ui.sidebar, "model_picker", clearing_model_picker)
     monkeypatch.setattr(explorer.ui.widgets, "show_digit", recording_show_digit)
     return record
 

@@ -461,7 +461,7 @@ def session():
 def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expect, session):
     from explorer.state.share_links import escape_markdown
     from explorer.ui.resources import session_models
-    from explorer.ui.widgets import SELECTED_MODEL, _register_upload
+    from explorer.ui.sidebar import SELECTED_MODEL, _register_upload
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", data)
     assert not ok
@@ -472,7 +472,7 @@ def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expe
 
 
 def test_visitor_text_quoted_from_the_file_is_escaped_in_the_message(session):
-    from explorer.ui.widgets import _register_upload
+    from explorer.ui.sidebar import _register_upload
 
     link = "[Log in](https://evil.example)"
     data = _edit(lambda h, b: h.update({link: {**h.pop(FIRST_IN_FILE), "dtype": "BOOL"}}))
@@ -482,7 +482,7 @@ def test_visitor_text_quoted_from_the_file_is_escaped_in_the_message(session):
 
 def test_a_valid_upload_still_loads_and_is_selected(session):
     from explorer.ui.resources import session_models
-    from explorer.ui.widgets import SELECTED_MODEL, _register_upload
+    from explorer.ui.sidebar import SELECTED_MODEL, _register_upload
 
     ok, message = _register_upload("small.safetensors", VALID)
     assert ok and "784-8-2 MLP VAE" in message
@@ -492,7 +492,7 @@ def test_a_valid_upload_still_loads_and_is_selected(session):
 
 def test_a_long_upload_name_is_shortened_in_the_message_and_the_picker(session):
     from explorer.ui.resources import session_models
-    from explorer.ui.widgets import MAX_SHOWN_NAME_CHARS, _register_upload
+    from explorer.ui.sidebar import MAX_SHOWN_NAME_CHARS, _register_upload
 
     name = "m" * 5000 + ".safetensors"
     ok, message = _register_upload(name, b"junk")

@@ -9,7 +9,7 @@ import torch
 from conftest import RunsCodeWhenUnpickled
 from PIL import Image, ImageDraw
 
-from explorer.ui.widgets import MAX_CHECKPOINT_BYTES, checkpoint_from_upload
+from explorer.ui.sidebar import MAX_CHECKPOINT_BYTES, checkpoint_from_upload
 from vae_core import CheckpointError, ModelConfig, build_model
 from vae_core.checkpoint import checkpoint_bytes
 from vae_core.images import MAX_UPLOAD_PIXELS, mnist_style_digit
@@ -92,7 +92,7 @@ def _torch_zip() -> bytes:
 
 
 def test_an_uploads_name_and_reason_are_shown_as_text_not_markdown():
-    from explorer.ui.widgets import _register_upload
+    from explorer.ui.sidebar import _register_upload
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", b"\x00" * 64)
     assert not ok
@@ -100,13 +100,13 @@ def test_an_uploads_name_and_reason_are_shown_as_text_not_markdown():
 
 
 def test_an_unforeseen_failure_while_loading_is_a_refusal_not_a_traceback(monkeypatch):
-    import explorer.ui.widgets as widgets
+    import explorer.ui.sidebar as sidebar
 
     def explode(_data):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(widgets, "load_checkpoint", explode)
-    ok, message = widgets._register_upload("deep.safetensors", b"x" * 100)
+    monkeypatch.setattr(sidebar, "load_checkpoint", explode)
+    ok, message = sidebar._register_upload("deep.safetensors", b"x" * 100)
     assert not ok and "not loaded" in message
 
 
@@ -123,7 +123,7 @@ def test_an_uploaded_models_name_on_every_page_is_plain_letters(file_name):
     """Pages put model names into Markdown and file names: the visitor's file name is cut to safe characters."""
     import re
 
-    from explorer.ui.widgets import model_label_from_file_name
+    from explorer.ui.sidebar import model_label_from_file_name
 
     label = model_label_from_file_name(file_name)
     assert label and re.fullmatch(r"[A-Za-z0-9_.-]+", label) and not label.startswith("."), label

@@ -11,7 +11,8 @@ from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, trace_figure
 from explorer.ui.drawing_canvas import draw_digit, paint_region
 from explorer.ui.resources import digits_for, remember_in_session
-from explorer.ui.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.ui.sidebar import chosen_model
+from explorer.ui.widgets import digit_picker, labels_for, show_digit
 from vae_core import (
     centre_square_mask,
     complete_masked_image,
@@ -28,7 +29,7 @@ LIVE_CHART_EVERY = 25  # redrawing the chart every step would cost more than the
 SOURCES = ("a test digit", "your drawing")
 MASK_KINDS = ("a half", "centre square", "random pixels", "painted region")
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 size = config.image_size
 digits = digits_for(entry)

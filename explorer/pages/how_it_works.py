@@ -10,7 +10,8 @@ from explorer.figures.pictures import digit_frames, gif_bytes
 from explorer.figures.plots import digit_picture, ellipse_points, grid_picture
 from explorer.ui.drawing_canvas import draw_digit
 from explorer.ui.resources import digits_for
-from explorer.ui.widgets import digit_picker, labels_for, model_picker, show_digit
+from explorer.ui.sidebar import chosen_model
+from explorer.ui.widgets import digit_picker, labels_for, show_digit
 from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
 from vae_core.objectives import bernoulli_log_lik
@@ -22,7 +23,7 @@ EPS_LIMIT = 4.0  # the number inputs for a 2-D ε: beyond ±4 a standard normal 
 ELBO_DRAWS = 1000
 REFERENCE_DIGITS = 500  # digits that rank the latent dimensions by KL for the traversal
 
-entry = model_picker()
+entry = chosen_model()
 config, model = entry.config, entry.model
 dim = config.latent_dim
 st.title("How a VAE computes")

@@ -19,10 +19,10 @@ from explorer.state.share_links import (
 )
 from explorer.ui.latent_plane import latent_plane, path_value, plane_codes
 from explorer.ui.resources import digits_for
+from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
     digit_picker,
     labels_for,
-    model_picker,
     restore_from_link,
     share_this_view,
     show_digit,
@@ -32,7 +32,7 @@ from vae_core import decode, encode, interpolate
 METHODS = ("linear", "spherical")
 MIN_STEPS, MAX_STEPS = 3, 25
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 digits = digits_for(entry)
 codes = plane_codes(entry)

@@ -24,9 +24,9 @@ from explorer.state.share_links import (
 from explorer.ui.drawing_canvas import draw_digit
 from explorer.ui.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
 from explorer.ui.resources import digits_for
+from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
     labels_for,
-    model_picker,
     share_this_view,
     show_digit,
     take_link_param,
@@ -36,7 +36,7 @@ from vae_core import decode, elbo_terms, encode, reconstruct
 from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_digit, mnist_style_pixels
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 codes = plane_codes(entry)  # every explored digit: 10,000 on full MNIST
 digits = digits_for(entry)

@@ -21,7 +21,7 @@ from explorer.state.comparison import (
 from explorer.state.share_links import escape_markdown
 from explorer.ui.latent_plane import latent_plane, plane_codes
 from explorer.ui.resources import available_models, digits_for
-from explorer.ui.widgets import model_picker
+from explorer.ui.sidebar import chosen_model
 from vae_core import sample_prior
 from vae_core.models import count_parameters
 
@@ -102,7 +102,7 @@ def _show_comparison(entry, other) -> None:
             latent_plane(model, codes, key=f"compare_map_{side}:{model.key}", height=380)
 
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 train_config = entry.checkpoint.train_config
 metrics = entry.checkpoint.metrics

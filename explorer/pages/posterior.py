@@ -8,10 +8,10 @@ from torch.distributions import Normal
 from explorer.figures.plots import digit_bounds_figure, ellipse_points, posterior_figure
 from explorer.state.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
 from explorer.ui.resources import digits_for, remember_in_session
+from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
     digit_picker,
     labels_for,
-    model_picker,
     restore_from_link,
     share_this_view,
     show_digit,
@@ -68,7 +68,7 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
     st.caption(text)
 
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 
 st.title("Exact posterior vs the encoder")

@@ -18,7 +18,8 @@ from explorer.state.share_links import (
     parse_int_in,
     parse_label,
 )
-from explorer.ui.widgets import labels_for, model_picker, restore_from_link, share_this_view
+from explorer.ui.sidebar import chosen_model
+from explorer.ui.widgets import labels_for, restore_from_link, share_this_view
 from vae_core import sample_prior
 
 SEED_KEY = "samples_seed"
@@ -27,7 +28,7 @@ COUNTS = (16, 36, 64, 100)
 MIN_T, MAX_T, T_STEP = 0.1, 2.0, 0.05
 MAX_SEED = 2**31 - 1
 
-entry = model_picker()
+entry = chosen_model()
 config = entry.config
 
 # A link's values go into the widgets' state before they are drawn (their defaults follow it).

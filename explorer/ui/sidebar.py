@@ -1,0 +1,149 @@
+"""The shared sidebar, built once per run by app.py: checkpoint upload, model picker, data note, share box.
+
+Pages read the model it picked with `chosen_model()`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from explorer.state.registry import ModelEntry
+from explorer.state.share_links import (
+    MODEL_PARAM,
+    ShareLinkError,
+    escape_markdown,
+    find_model,
+    model_url_name,
+)
+from explorer.ui.resources import available_models, explore_digits, register_session_model, session_models
+from explorer.ui.widgets import (
+    SELECTED_MODEL,
+    SHARE_BOX,
+    read_link_params,
+    take_link_param,
+    warn_ignored,
+    write_url_params,
+)
+from vae_core import CheckpointError, load_checkpoint
+
+MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
+
+
+def checkpoint_uploader() -> None:
+    """Sidebar upload of a .safetensors checkpoint: loaded without unpickling, or refused with why."""
+    with st.sidebar.expander("Upload a checkpoint"):
+        upload = st.file_uploader(
+            "A VAE Explorer .safetensors file", type=["safetensors"], key="checkpoint_upload",
+            help="Trained with `python -m vae_core train` or downloaded from the Train page.",
+        )  # fmt: skip
+        if upload is None:
+            return
+        seen = st.session_state.setdefault("checkpoint_uploads_seen", {})
+        if upload.file_id not in seen:
+            seen[upload.file_id] = _register_upload(upload.name, upload.getvalue())
+        ok, message = seen[upload.file_id]
+        (st.success if ok else st.error)(message)
+
+
+def checkpoint_from_upload(name: str, data: bytes):
+    """An uploaded file as a Checkpoint, or CheckpointError saying why not (nothing is unpickled)."""
+    if len(data) > MAX_CHECKPOINT_BYTES:
+        raise CheckpointError(
+            f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB"
+        )
+    checkpoint = load_checkpoint(data)
+    checkpoint.model.requires_grad_(False)
+    return checkpoint
+
+
+MAX_SHOWN_NAME_CHARS = 80  # an upload's name as messages and the model picker show it
+MAX_REASON_CHARS = 600
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def model_label_from_file_name(name: str) -> str:
+    """The name an uploaded model goes by on every page: the file's stem cut to letters, digits and
+    `-_.` (pages put model names in Markdown, headings and file names; a visitor chose this one)."""
+    kept = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(name)).stem).strip("._") or "uploaded"
+    return _shortened(kept, MAX_SHOWN_NAME_CHARS)
+
+
+def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
+    """Load an upload into this session's models and select it: (True, what was loaded), or
+    (False, why not) with nothing registered. The message is Markdown with the visitor's text
+    (the file's name, anything the reason quotes from the file) escaped and shortened."""
+    shown_name = escape_markdown(_shortened(name, MAX_SHOWN_NAME_CHARS))
+    try:
+        checkpoint = checkpoint_from_upload(name, data)
+    except CheckpointError as exc:
+        return (
+            False,
+            f"{shown_name} was not loaded: {escape_markdown(_shortened(str(exc), MAX_REASON_CHARS))}",
+        )
+    except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
+        return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
+    key = f"uploaded:{name}:{len(session_models())}"
+    label = model_label_from_file_name(name)
+    register_session_model(ModelEntry(key, checkpoint, "uploaded", label))
+    st.session_state[SELECTED_MODEL] = key
+    st.session_state.pop("model_picker", None)
+    return True, f"Loaded {shown_name}: {checkpoint.model_config.describe()}. It is now selected."
+
+
+def _remember_model() -> None:
+    st.session_state[SELECTED_MODEL] = st.session_state["model_picker"]
+
+
+def model_picker(help_text: str | None = None) -> ModelEntry:
+    """The sidebar model picker, shared by every page (the choice survives page switches)."""
+    checkpoint_uploader()
+    models = available_models()
+    if not models:
+        st.error(
+            "No model available: `pretrained/` holds no readable checkpoint. Train one on the Train page "
+            "or with `python -m vae_core train … --out pretrained/NAME.safetensors`."
+        )
+        st.stop()
+    keys = list(models)
+    read_link_params()
+    linked = take_link_param(MODEL_PARAM)
+    if linked is not None:
+        try:
+            st.session_state[SELECTED_MODEL] = find_model(linked, models.values())
+        except ShareLinkError as exc:
+            warn_ignored(exc)
+    wanted = st.session_state.get(SELECTED_MODEL)
+    # Seeded on every run from the remembered choice (when each page drew its own picker, a page
+    # switch left this key holding the previous page's value while the new widget started at its
+    # default); the on_change callback (run before the script) records a change.
+    st.session_state["model_picker"] = wanted if wanted in keys else keys[0]
+    choice = st.sidebar.selectbox(
+        "Model", keys, key="model_picker", format_func=lambda k: models[k].label, help=help_text,
+        on_change=_remember_model,
+    )  # fmt: skip
+    st.session_state[SELECTED_MODEL] = choice
+    st.sidebar.caption(explore_digits().note)
+    # The share box's place, emptied now: Streamlit keeps a previous run's elements on screen until
+    # this run replaces them, and the box is filled last (share_this_view), so a box drawn only then
+    # named the old model beside the new page for the whole run (seconds under load).
+    st.session_state[SHARE_BOX] = st.sidebar.empty()
+    # Every page's URL names its model, also pages that share nothing else; a page's own
+    # parameters follow in share_this_view.
+    write_url_params({**st.query_params.to_dict(), MODEL_PARAM: model_url_name(models[choice])})
+    return models[choice]
+
+
+def build_sidebar() -> None:
+    """The sidebar every page shares (app.py calls this once per run, before the page runs)."""
+    model_picker()
+
+
+def chosen_model() -> ModelEntry:
+    """The model the sidebar's picker chose this run."""
+    return available_models()[st.session_state[SELECTED_MODEL]]
