@@ -1,3 +1,5 @@
+"""`python -m vae_core`: the command line (see cli)."""
+
 import sys
 
 from .cli import main

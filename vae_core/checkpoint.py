@@ -6,6 +6,9 @@ sizes), the tensors it lists are compared with those its model config needs (wor
 meta device, which allocates nothing), and only then are the weights read; NaN or infinite
 weights are refused. Nothing is ever unpickled, so a pickle renamed `.safetensors` is refused
 with a message and its code never runs. Every refusal is a CheckpointError saying why.
+
+Over 400 lines on purpose: saving is a few dozen; the rest is the one validator of files from
+strangers, kept in one module so that every check can be read (and audited) together.
 """
 
 from __future__ import annotations

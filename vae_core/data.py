@@ -1,5 +1,7 @@
-"""The digit container: MNIST splits as uint8 tensors sliced into batches by index, and the one rule
-(`scoring_binary`) that turns a digit's grey levels into the binary image it is scored on.
+"""The digit container (DigitImages) and the one rule that binarises a digit for scoring.
+
+MNIST splits are kept as uint8 tensors and sliced into batches by index; `scoring_binary` turns
+a digit's grey levels into the binary image it is scored on.
 
 Where the digits come from (IDX files, the download, the bundled sample, binarised MNIST) is `mnist`.
 """

@@ -1,5 +1,7 @@
-"""Looking inside a trained VAE: which latent dimensions it uses, and where its ELBO loses to log p(x)
-(the amortisation and approximation gaps)."""
+"""Looking inside a trained VAE: which latent dimensions it uses, and where its ELBO loses.
+
+The ELBO's gap to log p(x) splits into the amortisation and approximation gaps (Cremer et al.).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""How good a model is, in nats per image: importance-sampled log p(x), IWAE bounds against k, and
-the test-set evaluation the CLI and the benchmarks report."""
+"""How good a model is, in nats per image: log p(x), IWAE bounds against k, test-set scores.
+
+Importance-sampled log p(x) of one image (with its ESS), the IWAE bound L_k for a range of k,
+and `evaluate_model`, the test-set evaluation the CLI and the benchmarks report.
+"""
 
 from __future__ import annotations
 
@@ -75,7 +78,65 @@ def importance_log_px(
     )
 
 
+@dataclass
+class BoundsByK:
+    """The IWAE bound L_k for each k: its mean over the images, nats per image, and its spread."""
+
+    ks: tuple[int, ...]
+    mean: np.ndarray  # (len(ks),) average of the repeats' estimates
+    std: np.ndarray  # (len(ks),) their sample standard deviation; nan with one repeat
+
+    def as_dict(self) -> dict[int, float]:
+        return {k: float(m) for k, m in zip(self.ks, self.mean, strict=True)}
+
+
 @torch.no_grad()
+def bounds_against_k(
+    model: VAE,
+    x: torch.Tensor,
+    labels=None,
+    ks: tuple[int, ...] = (1, 5, 50, 500, 5000),
+    seed: int = 0,
+    repeats: int = 1,
+    samples_per_k: int | None = None,
+    progress: Callable[[float], None] | None = None,
+) -> BoundsByK:
+    """Mean IWAE bound L_k (nats per image) over the images for each k; k=1 is the ELBO.
+
+    Each k of each repeat r is drawn from its own generator seeded `seed + r`, so a k's value
+    does not depend on which other ks are asked for. L_k is an expectation over sets of k samples
+    and one set is noisy (a single ELBO sample of one digit varies by several nats): with
+    `samples_per_k`, each image is scored with max(1, min(200, samples_per_k // k)) sets.
+    Large k is computed chunked (the same estimator as log p(x)), so k=5000 is affordable.
+    `progress(fraction of all samples drawn)` is called as the work goes (k=5000 is most of it).
+    """
+    total, before = sum(ks) * repeats, 0
+    means, stds = [], []
+    for k in ks:
+        sets = 1 if samples_per_k is None else max(1, min(200, samples_per_k // k))
+        xs = x.repeat_interleave(sets, 0)  # (B * sets, D)
+        ls = None if labels is None else torch.as_tensor(labels).repeat_interleave(sets, 0)
+        values = []
+        for r in range(repeats):
+            generator = torch.Generator(device=model.device).manual_seed(seed + r)
+            if k * xs.shape[0] * xs.shape[1] <= 2**23:
+                value = iwae_bound(model, xs, ls, k, generator)
+            else:
+                on_chunk = (
+                    None
+                    if progress is None
+                    else (lambda done, before=before: progress((before + done) / total))
+                )
+                value = log_likelihood_estimate(model, xs, ls, k, generator, on_chunk=on_chunk)
+            values.append(float(value.mean()))
+            before += k
+            if progress is not None:
+                progress(before / total)
+        means.append(np.mean(values))
+        stds.append(np.std(values, ddof=1) if repeats > 1 else math.nan)
+    return BoundsByK(tuple(ks), np.array(means), np.array(stds))
+
+
 def bounds_by_k(
     model: VAE,
     x: torch.Tensor,
@@ -84,27 +145,8 @@ def bounds_by_k(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
 ) -> dict[int, float]:
-    """Mean IWAE bound (nats per image) over the images for each k; k=1 is the ELBO.
-
-    Large k is computed chunked (the same estimator as log p(x)), so k=5000 is affordable.
-    `progress(fraction of all samples drawn)` is called as the work goes (k=5000 is most of it).
-    """
-    generator = torch.Generator(device=model.device).manual_seed(seed)
-    total, before = sum(ks), 0
-    result = {}
-    for k in ks:
-        if k * x.shape[0] * x.shape[1] <= 2**23:
-            value = iwae_bound(model, x, labels, k, generator)
-        else:
-            on_chunk = (
-                None if progress is None else (lambda done, before=before: progress((before + done) / total))
-            )
-            value = log_likelihood_estimate(model, x, labels, k, generator, on_chunk=on_chunk)
-        result[k] = float(value.mean())
-        before += k
-        if progress is not None:
-            progress(before / total)
-    return result
+    """`bounds_against_k` once, as {k: mean bound}: the form explorer's comparison calls today."""
+    return bounds_against_k(model, x, labels, ks, seed, progress=progress).as_dict()
 
 
 def repeated_bounds_by_k(
@@ -115,23 +157,11 @@ def repeated_bounds_by_k(
     repeats: int = 5,
     samples_per_k: int = 4000,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Estimates of the IWAE bound L_k (mean over the images) and their spread: (mean, std) per k.
-
-    L_k is an expectation over sets of k samples; one set is a noisy estimate of it (a single
-    ELBO sample of one digit varies by several nats). Each estimate here averages
-    samples_per_k // k sets per image (1 to 200), and is repeated with seeds 0 … repeats-1.
-    """
+    """`bounds_against_k` over seeds 0 … repeats-1, as (mean, std) per k: the Posterior page's form."""
     if repeats < 2:
         raise ValueError(f"repeats must be at least 2 to give a spread, got {repeats}")
-    means, stds = [], []
-    for k in ks:
-        sets = max(1, min(200, samples_per_k // k))
-        xs = x.repeat_interleave(sets, 0)
-        ls = None if labels is None else torch.as_tensor(labels).repeat_interleave(sets, 0)
-        values = np.array([bounds_by_k(model, xs, ls, (k,), seed)[k] for seed in range(repeats)])
-        means.append(values.mean())
-        stds.append(values.std(ddof=1))
-    return np.array(means), np.array(stds)
+    bounds = bounds_against_k(model, x, labels, ks, 0, repeats, samples_per_k)
+    return bounds.mean, bounds.std
 
 
 @torch.no_grad()

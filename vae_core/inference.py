@@ -1,6 +1,6 @@
-"""What a trained VAE does with one image or latent: encode, decode, reconstruct, sample the
-prior, interpolate, and map the latent space onto a plane (a grid through the Gaussian inverse CDF,
-PCA for more than two dimensions).
+"""Using a trained VAE: encode, decode, reconstruct, sample, interpolate, map latents to a plane.
+
+The plane: a grid through the Gaussian inverse CDF, or PCA for more than two dimensions.
 
 Inputs are flat images (B, D) with values in [0, 1]; outputs are pixel probabilities (B, D).
 Nothing here changes a model's weights or gradients, so a model shared by several app sessions

@@ -1,5 +1,8 @@
-"""Per-image stochastic variational inference (SVI): `fit_posterior` fits a fresh Gaussian q*(z)
-to one image's observed pixels; `complete_masked_image` decodes the hidden pixels from it."""
+"""Per-image stochastic variational inference (SVI), and completion of half-seen digits with it.
+
+`fit_posterior` fits a fresh Gaussian q*(z) to one image's observed pixels;
+`complete_masked_image` decodes the hidden pixels from it.
+"""
 
 from __future__ import annotations
 

@@ -56,10 +56,9 @@ def latent_traversal(
     latents = base.repeat(dim, int(steps), 1)  # (rows, steps, L)
     for row, d in enumerate(order):
         latents[row, :, d] = values
-    flat_labels = None
-    if model.config.conditional:
-        flat_labels = torch.as_tensor(labels).reshape(-1)[:1].expand(dim * int(steps))
-    probs = decode(model, latents.reshape(-1, dim), flat_labels).cpu().reshape(dim, int(steps), -1)
+    # One class for every decode; VAE.label_onehot ignores it for an unconditional model.
+    label = None if labels is None else torch.as_tensor(labels).reshape(-1)[:1]
+    probs = decode(model, latents.reshape(-1, dim), label).cpu().reshape(dim, int(steps), -1)
     return Traversal(
         order, kl[order].tolist(), (~activity.active.cpu())[order].tolist(), values, base, latents, probs
     )
