@@ -214,9 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _format_postfix(event) -> dict:
+def _bound_name(train_config: TrainConfig) -> str:
+    """What a training event's `elbo` field holds for this run: the ELBO, or the IWAE bound with k."""
+    return f"iwae{train_config.k}" if train_config.objective == "iwae" else "elbo"
+
+
+def _format_postfix(event, bound: str = "elbo") -> dict:
     postfix = {
-        "elbo": f"{event.elbo:.1f}",
+        bound: f"{event.elbo:.1f}",
         "recon": f"{event.recon:.1f}",
         "kl": f"{event.kl:.1f}",
         "img/s": f"{event.images_per_s:,.0f}",
@@ -358,11 +363,11 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         with interrupt:
             for event in trainer.run(interrupt.stop):
                 bar.update(event.step - bar.n)
-                bar.set_postfix(_format_postfix(event), refresh=False)
+                bar.set_postfix(_format_postfix(event, _bound_name(train_config)), refresh=False)
                 if event.kind == "epoch" and not args.quiet and context.is_main:
                     val = event.validation or {}
                     bar.write(
-                        f"epoch {event.epoch:5.1f}  train elbo {event.elbo:8.2f}  val elbo "
+                        f"epoch {event.epoch:5.1f}  train {_bound_name(train_config)} {event.elbo:8.2f}  val elbo "
                         f"{val.get('elbo', math.nan):8.2f}  (recon {val.get('recon', math.nan):.2f}, "
                         f"kl {val.get('kl', math.nan):.2f})  {event.images_per_s:,.0f} img/s"
                     )
