@@ -1,1 +1,1 @@
-"""The Streamlit app: pages, cached resources, figure builders and small widgets."""
+"""The Streamlit app, by room: pages/ (screens), ui/ (shared widgets), training/, figures/, state/ (README: Architecture)."""

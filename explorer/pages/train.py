@@ -3,6 +3,10 @@
 The run lives in `st.session_state` (one per session, invisible to other sessions). A fragment
 polls it every half second while it trains; once it ends the page reruns once, polling stops, and
 the model joins this session's model picker on every page.
+
+Near 500 lines for a reason: the form, the live fragment and the finished run's views share the
+run's session state and read top to bottom as the screen does; the engine behind them is
+explorer/training/, the charts explorer/figures/training.py.
 """
 
 import math

@@ -1,7 +1,7 @@
 // The latent plane: a Streamlit Components v2 module that draws encoded digits on a canvas and
 // decodes the point under the cursor in the browser, from decoder weights sent once per model.
 //
-// One module serves two kinds of mount (explorer/latent_plane/__init__.py):
+// One module serves two kinds of mount (explorer/ui/latent_plane/__init__.py):
 //   * a payload mount, whose data is bytes: a model (points, labels, decoder weights, the
 //     plane -> latent map) or a model's thumbnails. Its bytes stay identical across reruns, so
 //     Streamlit's message cache sends them once; here they are parsed into MODELS / THUMBS.
