@@ -125,8 +125,11 @@ def literal_text(markdown: str) -> str:
 
 def warnings(at) -> list[str]:
     """The link warnings as the visitor reads them (each checked to be escaped Markdown)."""
+    prefix = "Ignored from the link: "  # other warnings (e.g. an unreliable estimate) are the page's own
     return [
-        literal_text(w.value.removeprefix("Ignored from the link: ").removesuffix(".")) for w in at.warning
+        literal_text(w.value.removeprefix(prefix).removesuffix("."))
+        for w in at.warning
+        if w.value.startswith(prefix)
     ]
 
 
