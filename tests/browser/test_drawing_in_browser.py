@@ -63,12 +63,14 @@ def test_a_digit_drawn_on_the_latent_map_is_scored_and_placed(page, app_server):
     typicality = page.get_by_text("of test digits have").inner_text()
     print(f"\n[drawn digit] ELBO {elbo:.1f} nats; {typicality}")
     assert elbo < 0 and re.search(r"\d+% of test digits have a lower ELBO", typicality)
-    star = page.evaluate(
-        """() => [...document.querySelectorAll('.js-plotly-plot')]
-                 .flatMap(plot => plot.data || []).filter(trace => trace.name === 'your digit')
-                 .map(trace => [trace.x[0], trace.y[0]])"""
-    )
-    assert len(star) == 1 and all(isinstance(v, float) for v in star[0]), star
+    # the latent plane draws the digit as a star at its encoder mean (the view's own overlay data)
+    star = page.wait_for_function(
+        """() => { const views = Object.values((window.__latentPlane || {views: {}}).views);
+                   const view = views.find(v => v.root && v.root.isConnected && v.data && v.data.star);
+                   return view ? view.data.star : null; }""",
+        timeout=60_000,
+    ).json_value()
+    assert len(star) == 2 and all(isinstance(v, (int, float)) for v in star), star
     assert page.locator(EXCEPTION).count() == 0
 
 
