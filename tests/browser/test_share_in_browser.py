@@ -18,6 +18,7 @@ from explorer.state.share_links import format_point, parse_point
 from .conftest import open_page, wait_for_app_idle
 from .test_latent_plane import (
     GRAPH,
+    PANEL_JS,
     POINT_TEXT,
     SCREEN_TO_DATA_JS,
     assert_looks_like_a_digit,
@@ -68,9 +69,10 @@ def shown_point(panel: dict) -> tuple[float, float]:
 def open_map_link(page, base: str, link_query: str) -> dict:
     open_page(page, base, f"latent_map?{link_query}")
     page.wait_for_selector(f"{GRAPH} canvas.vlp-canvas")
+    # the panel beside the plane shows the linked point's pictures once they have loaded (under
+    # load the page can be idle-looking before its right column is drawn: wait for its images)
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stColumn"] img')]
-             .every(img => img.complete && img.naturalWidth > 0)"""
+        f"() => {{ const p = ({PANEL_JS})(); return Boolean(p) && p.srcs.length > 0 && p.loaded; }}"
     )
     return decoded_panel(page)
 
