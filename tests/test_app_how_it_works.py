@@ -119,7 +119,7 @@ def test_model_card_gives_bits_per_dim_and_explains_beta(app):
 
     pretrained = load_pretrained_models()
     if "pretrained:beta4_mlp20" not in pretrained:
-        pytest.skip("pretrained/beta4_mlp20.safetensors is not here")
+        pytest.fail("pretrained/beta4_mlp20.safetensors is not here")
     test = pretrained["pretrained:beta4_mlp20"].test_metrics
     app.switch_page("explorer/pages/overview.py").run()
     select_model(app, "beta4_mlp20")

@@ -349,3 +349,17 @@ def test_interpolate_uses_ends_dragged_on_the_plane(entries):
     assert not at.exception, [e.value for e in at.exception]
     assert any(b.label == "Put the ends back on the digits" for b in at.button)
     assert [e for e in at.get("bidi_component") if str(e.key).startswith("interp_plane:")]
+
+
+def test_the_app_finds_every_shipped_checkpoint():
+    """The registry's folder is the repository's pretrained/: a wrong path left the app with no model
+    (and the tests that pick a second model had nothing to pick)."""
+    from explorer.state.registry import PRETRAINED_DIR
+
+    shipped = sorted(
+        p.stem for p in (Path(__file__).resolve().parents[1] / "pretrained").glob("*.safetensors")
+    )
+    assert len(shipped) >= 5 and PRETRAINED_DIR.resolve() == (
+        Path(__file__).resolve().parents[1] / "pretrained"
+    )
+    assert sorted(entry.name for entry in load_pretrained_models().values()) == shipped

@@ -28,7 +28,7 @@ CHECKPOINT = Path(__file__).resolve().parents[1] / "pretrained" / "mlp2d.safeten
 @pytest.fixture(scope="module")
 def mlp2d():
     if not CHECKPOINT.is_file():
-        pytest.skip("pretrained/mlp2d.safetensors is not in this checkout")
+        pytest.fail("pretrained/mlp2d.safetensors is not in this checkout")
     return load_checkpoint(CHECKPOINT).model.eval()
 
 

@@ -303,7 +303,7 @@ def test_browser_decoding_matches_vae_core_across_the_plane(page, plane_server, 
     _, url, _ = plane_server
     entry = next((e for e in served.values() if e.name == name), None)
     if entry is None:
-        pytest.skip(f"{name} is not among the pretrained models")
+        pytest.fail(f"{name} is not among the pretrained models")
     label = 7 if entry.config.conditional else 0
     geometry = open_model(page, url, name, f"&label={label}" if entry.config.conditional else "")
     assert geometry["label"] == label
