@@ -99,16 +99,16 @@ def test_resample_changes_eps_and_z_but_not_the_encoder_outputs(app, name):
     assert images_after[2] != images_before[2]  # p(x|z) moved with z
 
 
-def test_a_2d_model_takes_eps_from_the_number_inputs(app):
+def test_a_2d_model_takes_eps_from_the_sliders(app):
     app.switch_page(PAGE).run()
     select_model(app, "tinycond")
-    app.number_input(key="how_eps_0").set_value(1.5).run()
-    app.number_input(key="how_eps_1").set_value(-2.0).run()
+    app.slider(key="how_eps_0").set_value(1.5).run()
+    app.slider(key="how_eps_1").set_value(-2.0).run()
     assert not app.exception
     assert vectors(app)["ε"] == [1.5, -2.0]
     app.button(key="how_resample").click().run()
     assert vectors(app)["ε"] != [1.5, -2.0]
-    assert vectors(app)["ε"] == [app.number_input(key=f"how_eps_{i}").value for i in range(2)]
+    assert vectors(app)["ε"] == [app.slider(key=f"how_eps_{i}").value for i in range(2)]
 
 
 def test_model_card_gives_bits_per_dim_and_explains_beta(app):

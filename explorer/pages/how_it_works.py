@@ -19,7 +19,7 @@ from vae_core.traversals import MAX_STEPS, latent_traversal
 
 EPS_KEY = "how_eps"  # {(model key, latent dim): ε as a list}
 DRAWS_KEY = "how_draws"  # how many times ε was resampled: seeds the next draw and the binary sample
-EPS_LIMIT = 4.0  # the number inputs for a 2-D ε: beyond ±4 a standard normal almost never goes
+EPS_LIMIT = 4.0  # the sliders for a 2-D ε: beyond ±4 a standard normal almost never goes
 ELBO_DRAWS = 1000
 REFERENCE_DIGITS = 500  # digits that rank the latent dimensions by KL for the traversal
 
@@ -79,21 +79,21 @@ def _resample() -> None:
     st.session_state[DRAWS_KEY] = st.session_state.get(DRAWS_KEY, 0) + 1
     eps = _draw_eps()
     st.session_state.setdefault(EPS_KEY, {})[(entry.key, dim)] = eps
-    if dim == 2:  # the number inputs own a 2-D ε: move them too
+    if dim == 2:  # the sliders own a 2-D ε: move them too
         for i in range(2):
             st.session_state[f"how_eps_{i}"] = float(np.clip(round(eps[i], 2), -EPS_LIMIT, EPS_LIMIT))
 
 
 store = st.session_state.setdefault(EPS_KEY, {})
 eps_list = store.setdefault((entry.key, dim), _draw_eps())
-buttons = st.columns([1, 1, 1, 3])
+buttons = st.columns([1, 2, 2, 1])
 buttons[0].button("Resample ε", key="how_resample", on_click=_resample, type="primary")
 if dim == 2:
     for i in range(2):
         key = f"how_eps_{i}"
         if key not in st.session_state:
             st.session_state[key] = float(np.clip(round(eps_list[i], 2), -EPS_LIMIT, EPS_LIMIT))
-        buttons[i + 1].number_input(f"ε{'₁₂'[i]}", -EPS_LIMIT, EPS_LIMIT, step=0.1, key=key)
+        buttons[i + 1].slider(f"ε{'₁₂'[i]} (drag it)", -EPS_LIMIT, EPS_LIMIT, step=0.01, key=key)
     eps_list = [float(st.session_state[f"how_eps_{i}"]) for i in range(2)]
 eps = torch.tensor(eps_list, dtype=torch.float32)[None]  # (1, L)
 
