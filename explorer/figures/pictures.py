@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from vae_core.images import tile_images
+from vae_core import tile_images
 
 
 def _enlarged(picture: np.ndarray, scale: int) -> Image.Image:

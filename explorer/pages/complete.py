@@ -14,15 +14,15 @@ from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import digit_picker, labels_for, show_digit
 from vae_core import (
+    HIDDEN_HALVES,
     centre_square_mask,
     complete_masked_image,
+    mnist_style_pixels,
     observed_mask,
     painted_region_mask,
     random_pixels_mask,
+    scoring_binary,
 )
-from vae_core.data import scoring_binary
-from vae_core.images import mnist_style_pixels
-from vae_core.inference import HIDDEN_HALVES
 
 RESULTS_KEY = "completion_results"
 LIVE_CHART_EVERY = 25  # redrawing the chart every step would cost more than the SVI step itself

@@ -32,9 +32,15 @@ from explorer.ui.widgets import (
     take_link_param,
     warn_ignored,
 )
-from vae_core import decode, elbo_terms, encode, reconstruct
-from vae_core.data import scoring_binary
-from vae_core.images import mnist_style_digit, mnist_style_pixels
+from vae_core import (
+    decode,
+    elbo_terms,
+    encode,
+    mnist_style_digit,
+    mnist_style_pixels,
+    reconstruct,
+    scoring_binary,
+)
 
 entry = chosen_model()
 config = entry.config

@@ -22,8 +22,7 @@ from explorer.state.share_links import escape_markdown
 from explorer.ui.latent_plane import latent_plane, plane_codes
 from explorer.ui.resources import available_models, digits_for
 from explorer.ui.sidebar import chosen_model
-from vae_core import sample_prior
-from vae_core.models import count_parameters
+from vae_core import count_parameters, sample_prior
 
 COMPARE_WITH = "compare_with"
 COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it

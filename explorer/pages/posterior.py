@@ -16,9 +16,17 @@ from explorer.ui.widgets import (
     share_this_view,
     show_digit,
 )
-from vae_core import encode, exact_posterior_grid, observed_mask
-from vae_core.diagnostics import inference_gaps, repeated_bounds_by_k
-from vae_core.inference import HIDDEN_HALVES, best_gaussian_posterior, importance_log_px, observed_elbo
+from vae_core import (
+    HIDDEN_HALVES,
+    best_gaussian_posterior,
+    encode,
+    exact_posterior_grid,
+    importance_log_px,
+    inference_gaps,
+    observed_elbo,
+    observed_mask,
+    repeated_bounds_by_k,
+)
 
 GRIDS_KEY = "posterior_grids"
 DIGIT_BOUNDS_KEY = "posterior_digit_bounds"

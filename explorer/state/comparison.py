@@ -17,9 +17,7 @@ import numpy as np
 import torch
 
 from explorer.state.registry import ModelEntry
-from vae_core import DigitImages, elbo_terms
-from vae_core.diagnostics import LatentActivity, bounds_by_k, latent_activity
-from vae_core.models import count_parameters
+from vae_core import DigitImages, LatentActivity, bounds_by_k, count_parameters, elbo_terms, latent_activity
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
     import pandas as pd

@@ -47,13 +47,13 @@ from vae_core import (
     TrainConfig,
     Trainer,
     VAEError,
+    activity_of_posterior,
     checkpoint_bytes,
+    config_to_dict,
     decode,
     load_train_validation,
     reconstruct,
 )
-from vae_core.config import config_to_dict
-from vae_core.diagnostics import activity_of_posterior
 from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
 
 # A bad value in the environment falls back to the default with a log warning (never a crash).

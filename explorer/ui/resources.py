@@ -12,8 +12,15 @@ import streamlit as st
 import torch
 
 from explorer.state.registry import ModelEntry, load_pretrained_models
-from vae_core import DataError, DigitImages, LatentProjection, encode, load_digits, load_sample_digits
-from vae_core.data import pool_to_14
+from vae_core import (
+    DataError,
+    DigitImages,
+    LatentProjection,
+    encode,
+    load_digits,
+    load_sample_digits,
+    pool_to_14,
+)
 
 # One intra-op thread per request: a server's cores are shared by every session, and with the
 # default (all cores) a 300-step completion took 25 s instead of 2 s beside a training run.
