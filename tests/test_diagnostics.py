@@ -3,8 +3,7 @@
 import torch
 from torch.distributions import kl_divergence
 
-from vae_core import ModelConfig, build_model
-from vae_core.diagnostics import bounds_by_k, latent_activity
+from vae_core import ModelConfig, bounds_by_k, build_model, latent_activity
 
 
 def test_latent_activity_sums_to_the_total_kl_and_finds_a_collapsed_dimension(trained_8d, test_batch):
@@ -31,8 +30,7 @@ def test_bounds_tighten_with_k_from_the_elbo_towards_log_px(trained_8d, test_bat
 
 
 def test_gaps_add_up_and_the_best_gaussian_sits_between_the_encoder_and_log_px(trained_2d, test_batch):
-    from vae_core.diagnostics import inference_gaps
-    from vae_core.inference import best_gaussian_posterior
+    from vae_core import best_gaussian_posterior, inference_gaps
 
     summary = inference_gaps(trained_2d, test_batch[:3])
     assert summary.exact and bool(summary.converged.all())
@@ -48,7 +46,7 @@ def test_gaps_add_up_and_the_best_gaussian_sits_between_the_encoder_and_log_px(t
 
 
 def test_gaps_beyond_two_dimensions_use_svi_and_say_they_are_not_exact(trained_8d, test_batch):
-    from vae_core.diagnostics import inference_gaps
+    from vae_core import inference_gaps
 
     summary = inference_gaps(trained_8d, test_batch[:2], svi_steps=20, k=200, elbo_samples=256)
     assert not summary.exact and not summary.converged.any()
@@ -56,8 +54,7 @@ def test_gaps_beyond_two_dimensions_use_svi_and_say_they_are_not_exact(trained_8
 
 
 def test_one_digits_bounds_rise_from_its_elbo_to_its_quadrature_log_px(trained_2d, test_batch):
-    from vae_core import elbo_terms, exact_posterior_grid
-    from vae_core.diagnostics import repeated_bounds_by_k
+    from vae_core import elbo_terms, exact_posterior_grid, repeated_bounds_by_k
 
     x = test_batch[:1]
     means, stds = repeated_bounds_by_k(trained_2d, x, ks=(1, 50, 5000), repeats=5)
@@ -75,7 +72,7 @@ def test_one_digits_bounds_rise_from_its_elbo_to_its_quadrature_log_px(trained_2
 def test_repeated_bounds_need_two_repeats(trained_2d, test_batch):
     import pytest
 
-    from vae_core.diagnostics import repeated_bounds_by_k
+    from vae_core import repeated_bounds_by_k
 
     with pytest.raises(ValueError, match="at least 2"):
         repeated_bounds_by_k(trained_2d, test_batch[:1], repeats=1)

@@ -19,8 +19,14 @@ import torch
 from scipy.optimize import minimize
 from torch.distributions import Normal
 
-from vae_core import exact_posterior_grid, load_checkpoint, load_digits, observed_mask
-from vae_core.inference import best_gaussian_posterior, importance_log_px
+from vae_core import (
+    best_gaussian_posterior,
+    exact_posterior_grid,
+    importance_log_px,
+    load_checkpoint,
+    load_digits,
+    observed_mask,
+)
 
 CHECKPOINT = Path(__file__).resolve().parents[1] / "pretrained" / "mlp2d.safetensors"
 

@@ -5,7 +5,6 @@ The ELBO's gap to log p(x) splits into the amortisation and approximation gaps (
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import torch
@@ -115,13 +114,3 @@ def inference_gaps(
         torch.tensor(converged),
         exact,
     )
-
-
-# Names that lived here before `evaluation` existed; explorer still imports them from here.
-_MOVED = {"bounds_by_k": "evaluation", "repeated_bounds_by_k": "evaluation"}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,6 @@ exact posterior of a 2-D model in `posterior`, likelihood estimates in `evaluati
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 import torch
@@ -128,18 +127,3 @@ class LatentProjection:
     def from_plane(self, points: torch.Tensor) -> torch.Tensor:
         points = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2).cpu()
         return self.mean + points[:, : self.components.shape[0]] @ self.components
-
-
-# Names that lived here before inference was split; explorer still imports them from here.
-_MOVED = {
-    "HIDDEN_HALVES": "masks",
-    "observed_elbo": "svi",
-    "best_gaussian_posterior": "posterior",
-    "importance_log_px": "evaluation",
-}
-
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        return getattr(importlib.import_module(f".{_MOVED[name]}", __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
