@@ -20,6 +20,26 @@ from .models import VAE, flat_images
 from .objectives import elbo_terms, iwae_bound, log_importance_weights, log_likelihood_estimate
 
 
+@torch.no_grad()
+def one_image_log_weights(
+    model: VAE,
+    binary: torch.Tensor,
+    labels,
+    k: int,
+    q: Normal,
+    generator: torch.Generator,
+    mask: torch.Tensor | None = None,
+    chunk: int = 4096,
+) -> torch.Tensor:
+    """log p(x_obs, z_s) - log q(z_s) for k draws z_s ~ q of one image (1, D), `chunk` at a time: (k,) float64."""
+    return torch.cat(
+        [
+            log_importance_weights(model, binary, labels, min(chunk, k - done), q, generator, mask)[:, 0]
+            for done in range(0, k, chunk)
+        ]
+    ).double()
+
+
 @dataclass
 class ImportanceEstimate:
     """log p(x) (or log p(x_obs)) of one image by importance sampling, with its reliability.
@@ -62,12 +82,7 @@ def importance_log_px(
         mask = torch.as_tensor(mask, dtype=torch.float32, device=model.device).reshape(-1)
     q = model.posterior(binary if mask is None else binary * mask, labels) if proposal is None else proposal
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    log_w = torch.cat(
-        [
-            log_importance_weights(model, binary, labels, min(chunk, k - done), q, generator, mask)[:, 0]
-            for done in range(0, k, chunk)
-        ]
-    ).double()  # (k,)
+    log_w = one_image_log_weights(model, binary, labels, k, q, generator, mask, chunk)  # (k,)
     log_sum = torch.logsumexp(log_w, 0)
     ess = float(torch.exp(2 * log_sum - torch.logsumexp(2 * log_w, 0)))
     return ImportanceEstimate(

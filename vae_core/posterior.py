@@ -14,9 +14,10 @@ import torch
 from torch.distributions import Normal
 
 from .data import require_binary
+from .evaluation import one_image_log_weights
 from .masks import mask_or_all_seen
 from .models import VAE, flat_images
-from .objectives import bernoulli_log_lik, log_importance_weights
+from .objectives import bernoulli_log_lik
 
 
 @dataclass
@@ -282,15 +283,8 @@ def best_gaussian_posterior(
     # An independent estimate of ELBO(q*): Monte Carlo draws, no grid.
     q_star = Normal(mean.float().to(model.device)[None], std.float().to(model.device)[None])
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    with torch.no_grad():
-        terms = torch.cat(
-            [
-                log_importance_weights(
-                    model, binary, labels, min(4096, samples - done), q_star, generator, mask
-                )
-                for done in range(0, samples, 4096)
-            ]
-        ).double()[:, 0]  # (samples,) log p(x_obs, z) - log q*(z): their mean is ELBO(q*)
+    # (samples,) log p(x_obs, z) - log q*(z): their mean is ELBO(q*)
+    terms = one_image_log_weights(model, binary, labels, samples, q_star, generator, mask)
     return BestGaussian(
         mean=mean.numpy(),
         std=std.numpy(),
