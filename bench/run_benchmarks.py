@@ -32,12 +32,12 @@ from vae_core import (  # noqa: E402
     Trainer,
     complete_masked_image,
     decode,
+    evaluate_model,
     load_digits,
     load_train_validation,
     log_likelihood_estimate,
     observed_mask,
 )
-from vae_core.cli import evaluate_model  # noqa: E402
 
 LAYERS = [(784, 400), (400, 40), (20, 400), (400, 784)]  # (in, out) of the 784-400-20 MLP's Linear layers
 
