@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -300,21 +299,17 @@ def test_ctrl_c_during_training_saves_the_steps_trained_so_far(tmp_path, mnist_d
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "vae_core", "train", "--hidden", "16", "--epochs", "100", "--batch-size",
                "64", "--data-dir", str(mnist_dir), "--validation-size", "1000", "--out", str(out)]  # fmt: skip
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-    stderr = bytearray()
-    reader = threading.Thread(
-        target=lambda: [stderr.extend(c) for c in iter(lambda: process.stderr.read1(256), b"")]
-    )
-    reader.start()
-    deadline = time.monotonic() + 120
-    while b"step/s" not in stderr and b"s/step" not in stderr:  # the progress bar shows a rate
-        assert process.poll() is None and time.monotonic() < deadline, stderr.decode()[-2000:]
-        time.sleep(0.2)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGINT)
-    stdout, _ = process.communicate(timeout=120)
-    reader.join(10)
-    text = stderr.decode()
+    log = tmp_path / "stderr.txt"  # one reader of stderr (a file), so no line can go to another
+    with open(log, "wb") as stderr_file:
+        process = subprocess.Popen(command, stderr=stderr_file, stdout=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + 120
+        while b"step/s" not in (seen := log.read_bytes()) and b"s/step" not in seen:  # the bar shows a rate
+            assert process.poll() is None and time.monotonic() < deadline, seen.decode()[-2000:]
+            time.sleep(0.2)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        stdout, _ = process.communicate(timeout=120)
+    text = log.read_text(errors="replace")
     assert process.returncode == 130, text[-2000:]
     assert "Traceback" not in text and "saved the" in text
     saved = load_checkpoint(out)
