@@ -208,7 +208,7 @@ def settings_form(busy: bool) -> None:
             "latent": left.number_input("Latent size", value=2, key="train_latent",
                                         help="2 draws the latent plane directly; more is shown through PCA."),
             "hidden": left.text_input("Hidden sizes (MLP)", "256,128", key="train_hidden",
-                                      help="Encoder widths; the decoder mirrors them. The conv model ignores this. "
+                                      help="Encoder widths; the decoder mirrors them. The conv model uses the first as its dense layer. "
                                       f"Each at most {limits.max_hidden_width:,} on this server."),
             "data": left.selectbox("Data", list(DATA_CHOICES), format_func=DATA_CHOICES.get, key="train_data"),
             "epochs": middle.number_input("Epochs", value=3.0, step=1.0, key="train_epochs",
