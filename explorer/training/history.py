@@ -1,7 +1,7 @@
 """A training run's state as the page reads it: live views (small, uint8), the run's snapshot history, a job snapshot.
 
-Plain data, no threads and no Streamlit: the job in explorer/training/jobs.py writes these under its
-lock; the Train page and explorer/training/exports.py read them.
+Plain data, no threads and no Streamlit: a job's loop (explorer/training/event_loop.py) writes these
+under the job's lock; the Train page and explorer/training/exports.py read them.
 """
 
 from __future__ import annotations

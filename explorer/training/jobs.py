@@ -1,8 +1,7 @@
-"""Training runs that live in a background thread while the Train page polls them (their state: history.py).
+"""Thread control for training runs: start, pause, resume, stop, the idle watchdog, the server's caps.
 
-Over 400 lines for a reason: it is one class, `TrainingJob`, whose thread control (start, pause, stop,
-the idle watchdog) and training loop share one lock and the state it guards; the plain state it
-writes lives in history.py.
+The loop that runs in the thread lives in event_loop.py (mixed into `TrainingJob`); the plain state
+it writes lives in history.py; the data a run trains on is loaded here.
 
 A `TrainingJob` owns one `vae_core.Trainer` and one thread that iterates `Trainer.run()`. The
 thread never touches Streamlit: it writes plain Python/numpy state under the job's lock, and the
@@ -23,36 +22,39 @@ were measured 10x slower than one (oversubscription).
 from __future__ import annotations
 
 import csv
-import ctypes
 import io
 import itertools
-import math
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-
-from explorer.training.history import HISTORY_SIZE, JobSnapshot, LiveViews, SnapshotHistory, to_uint8
+# Re-exported (redundant aliases): the Train page and tests reach a run's state through `jobs`.
+from explorer.training.event_loop import ENDED as ENDED
+from explorer.training.event_loop import FAILED as FAILED
+from explorer.training.event_loop import FINISHED as FINISHED
+from explorer.training.event_loop import PAUSED as PAUSED
+from explorer.training.event_loop import PRIOR_SAMPLES as PRIOR_SAMPLES
+from explorer.training.event_loop import RECON_DIGITS as RECON_DIGITS
+from explorer.training.event_loop import RUNNING as RUNNING
+from explorer.training.event_loop import SCATTER_DIGITS as SCATTER_DIGITS
+from explorer.training.event_loop import STOPPED as STOPPED
+from explorer.training.event_loop import TrainingLoop
+from explorer.training.event_loop import return_freed_heap_to_os as return_freed_heap_to_os
+from explorer.training.history import HISTORY_SIZE, JobSnapshot, SnapshotHistory
+from explorer.training.history import LiveViews as LiveViews
 from vae_core import (
     Checkpoint,
     ConfigError,
     DataError,
     DigitImages,
-    LatentProjection,
     ModelConfig,
     TrainConfig,
     Trainer,
-    VAEError,
-    activity_of_posterior,
     checkpoint_bytes,
     config_to_dict,
-    decode,
     load_train_validation,
-    reconstruct,
 )
 from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
 
@@ -70,13 +72,7 @@ def training_memory_limit_mb() -> float:
     return env_number(TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB)
 
 
-RECON_DIGITS = 8
-PRIOR_SAMPLES = 16
-SCATTER_DIGITS = 1000
 LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
-
-RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
-ENDED = (STOPPED, FINISHED, FAILED)
 
 _ids = itertools.count(1)
 _active: weakref.WeakSet[TrainingJob] = weakref.WeakSet()
@@ -118,19 +114,6 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
     return TrainingData(train, validation, note)
 
 
-def return_freed_heap_to_os() -> None:
-    """Hand the C heap's free pages back to the OS (glibc only; elsewhere nothing happens).
-
-    A run's batches and autograd buffers are freed when it ends, but glibc keeps them in the
-    training thread's arena: measured, the server stayed at its training peak afterwards. On a
-    host that gives the whole app ~690 MB, a finished run should not keep its peak.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _default_name(model_config: ModelConfig, train_config: TrainConfig, job_id: int) -> str:
     kind = (
         "conv" if model_config.kind == "conv" else ("conditional MLP" if model_config.conditional else "MLP")
@@ -140,7 +123,7 @@ def _default_name(model_config: ModelConfig, train_config: TrainConfig, job_id: 
 
 
 # ---------------------------------------------------------------------------------------- job
-class TrainingJob:
+class TrainingJob(TrainingLoop):
     """One training run in its own thread. Construct (may raise ConfigError), then `start()`."""
 
     def __init__(
@@ -334,55 +317,7 @@ class TrainingJob:
         if not self.has_model:
             raise RuntimeError(f"run {self.id} is {self.status}: there is no finished model to save")
 
-    # -- the training thread -----------------------------------------------------------------
-    def _fixed_view_inputs(self, validation: DigitImages) -> dict:
-        """The same digits and prior latents every snapshot, so the pictures show learning only."""
-        n = min(SCATTER_DIGITS, len(validation))
-        shown = validation.subset(slice(0, min(RECON_DIGITS, n)))
-        scatter = validation.subset(slice(0, n))
-        conditional = self.model_config.conditional
-        generator = torch.Generator().manual_seed(self.train_config.seed)
-        device = self.model.device
-        return {
-            "originals": shown.grey().numpy(),
-            "recon_input": shown.fixed_binary(),
-            "recon_labels": shown.labels if conditional else None,
-            # the snapshot calls model.posterior directly, so its batch lives on the model's device
-            "scatter_input": scatter.fixed_binary().to(device),
-            "scatter_labels": scatter.labels.numpy(),
-            "scatter_condition": scatter.labels.to(device) if conditional else None,
-            "prior_z": torch.randn(PRIOR_SAMPLES, self.model_config.latent_dim, generator=generator),
-            "prior_labels": torch.arange(PRIOR_SAMPLES) % 10 if conditional else None,
-        }
-
-    @torch.no_grad()
-    def _compute_views(self, step: int, epoch: float) -> LiveViews:
-        model, inputs = self.model, self._view_inputs
-        was_training = model.training
-        model.eval()
-        try:
-            recon = reconstruct(model, inputs["recon_input"], inputs["recon_labels"])
-            samples = decode(model, inputs["prior_z"], inputs["prior_labels"])
-            q = model.posterior(inputs["scatter_input"], inputs["scatter_condition"])
-            mu, activity = q.loc, activity_of_posterior(q)  # one encoder pass for both
-            projection = LatentProjection.fit(mu)
-            plane = projection.to_plane(mu)
-        finally:
-            model.train(was_training)
-        return LiveViews(
-            step=step,
-            epoch=epoch,
-            image_size=self.model_config.image_size,
-            originals=inputs["originals"],
-            recon_pixels=to_uint8(recon),
-            sample_pixels=to_uint8(samples),
-            plane=plane.cpu().numpy().astype(np.float16),
-            labels=inputs["scatter_labels"],
-            axis_titles=projection.axis_labels(),
-            kl_per_dim=activity.kl_per_dim.float().cpu().numpy(),
-            active=activity.active.cpu().numpy(),
-        )
-
+    # -- the training thread's stop and pause checks (its loop: event_loop.py) -------------
     def _idle(self) -> bool:
         if time.monotonic() - self._last_touch <= self.idle_timeout_s:
             return False
@@ -401,51 +336,3 @@ class TrainingJob:
                 self.stop("idle")
             self._resume.wait(0.2)
         self._parked.clear()
-
-    def _run(self) -> None:
-        trainer = self.trainer
-        last_views = -math.inf
-        resumed_at = time.monotonic()
-        ended_by = FINISHED
-        try:
-            for event in trainer.run(self._stop):
-                now = time.monotonic()
-                record = event.as_dict()
-                views = None
-                if event.kind != "step" or now - last_views >= self.snapshot_every_s:
-                    views = self._compute_views(event.step, event.epoch)
-                    last_views = time.monotonic()
-                with self._lock:
-                    self._events.append(record)
-                    if views is not None:
-                        self._history.add(views)
-                    self._active_s += time.monotonic() - resumed_at
-                if event.kind == "done":
-                    ended_by = STOPPED if event.stopped else FINISHED
-                    break
-                if self._idle():
-                    self.stop("idle")
-                self._wait_while_paused()
-                resumed_at = time.monotonic()
-            self.model.requires_grad_(False)
-            self.model.to("cpu")  # other pages run inference on the CPU
-            metrics = trainer.metrics()
-            metrics.update(device=self.device, data=self.data_note, name=self.name)
-            curve = trainer.curve()
-            with self._lock:
-                self._metrics, self._curve = metrics, curve
-                self._status = ended_by
-        except Exception as exc:  # shown on the page instead of dying silently in a thread
-            message = str(exc) if isinstance(exc, VAEError) else f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                self._status, self._error = FAILED, message
-        finally:
-            self.trainer = trainer = None  # the optimiser state and any device copy of the data go now
-            self._view_inputs = {}
-            return_freed_heap_to_os()
-        if self._on_end is not None and self.has_model:
-            try:
-                self._on_end(self)
-            except Exception as exc:  # the model is kept even if the callback fails
-                with self._lock:
-                    self._error = f"the run ended but could not be shared with other pages: {exc}"
