@@ -215,13 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bound_name(train_config: TrainConfig) -> str:
-    """What a training event's `elbo` field holds for this run: the ELBO, or the IWAE bound with k."""
+    """What a training event's `bound` holds for this run: the ELBO, or the IWAE bound with k."""
     return f"iwae{train_config.k}" if train_config.objective == "iwae" else "elbo"
 
 
 def _format_postfix(event, bound: str = "elbo") -> dict:
     postfix = {
-        bound: f"{event.elbo:.1f}",
+        bound: f"{event.bound:.1f}",
         "recon": f"{event.recon:.1f}",
         "kl": f"{event.kl:.1f}",
         "img/s": f"{event.images_per_s:,.0f}",
@@ -367,7 +367,7 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
                 if event.kind == "epoch" and not args.quiet and context.is_main:
                     val = event.validation or {}
                     bar.write(
-                        f"epoch {event.epoch:5.1f}  train {_bound_name(train_config)} {event.elbo:8.2f}  val elbo "
+                        f"epoch {event.epoch:5.1f}  train {_bound_name(train_config)} {event.bound:8.2f}  val elbo "
                         f"{val.get('elbo', math.nan):8.2f}  (recon {val.get('recon', math.nan):.2f}, "
                         f"kl {val.get('kl', math.nan):.2f})  {event.images_per_s:,.0f} img/s"
                     )

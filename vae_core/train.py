@@ -52,7 +52,9 @@ class TrainingEvent:
     images_seen: int
     recon: float  # nats per image
     kl: float
-    elbo: float  # for the IWAE objective: the IWAE bound with the run's k
+    # The bound the run maximises, nats per image: the ELBO for the ELBO objective, the IWAE bound
+    # with the run's k for the IWAE objective (validation's "elbo" is the ELBO for both).
+    bound: float
     beta: float  # KL weight in force (warm-up ramps it)
     images_per_s: float
     elapsed_s: float
@@ -69,7 +71,12 @@ class TrainingEvent:
         return self.elapsed_s * (1 - done) / done if done > 0 else math.inf
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The event as plain data, with `bound` under the key "elbo" (in the same place).
+
+        The key stays "elbo" so the format does not change: checkpoint curve rows (which the loader
+        validates), the Train page's curves and CSV, and files saved before the rename all use it.
+        """
+        return {("elbo" if key == "bound" else key): value for key, value in asdict(self).items()}
 
 
 class ObjectiveModule(nn.Module):
@@ -209,9 +216,9 @@ class Trainer:
 
     def _event(self, kind: str, window: _Window, validation=None, stopped=False) -> TrainingEvent:
         local = torch.cat([window.sums, torch.tensor([float(window.images)], device=self.device)])
-        recon, kl, elbo, images = all_reduce_sum(local, self.dist).tolist()
-        recon, kl, elbo = (v / max(1.0, images) for v in (recon, kl, elbo))
-        if not all(math.isfinite(v) for v in (recon, kl, elbo)):
+        recon, kl, bound, images = all_reduce_sum(local, self.dist).tolist()
+        recon, kl, bound = (v / max(1.0, images) for v in (recon, kl, bound))
+        if not all(math.isfinite(v) for v in (recon, kl, bound)):
             raise TrainingDivergedError(
                 f"training diverged at step {self.step}: the loss became NaN or infinite "
                 f"(recon {recon}, KL {kl}). Lower the learning rate (now {self.config.lr:g}) "
@@ -226,7 +233,7 @@ class Trainer:
             images_seen=self.step * self.config.batch_size,
             recon=recon,
             kl=kl,
-            elbo=elbo,
+            bound=bound,
             beta=self.beta_at(self.step),
             images_per_s=images / seconds if images else 0.0,
             elapsed_s=self.elapsed_s,
