@@ -145,6 +145,17 @@ def test_a_run_shows_live_progress_and_after_stop_its_model_is_offered_on_other_
     assert picker.value == job.key  # the page opens on the model just trained
 
 
+def test_an_iwae_run_calls_its_training_curve_the_iwae_bound_not_the_elbo(app):
+    """An IWAE run trains on (and reports) its k-sample bound; only validation is the ELBO."""
+    fill_form(app, train_objective="IWAE", train_k=3)
+    start(app)
+    run_until(app, lambda at: "step" in progress_text(at) and at.metric and charts(at), what="progress")
+    assert [m.label for m in app.metric][0] == "Train IWAE bound"
+    assert "IWAE bound (k=3); validation: ELBO" in [spec.get("title") for spec, _ in charts(app)]
+    app.button(key="train_stop").click().run()
+    run_until(app, lambda at: at.success, what="the stopped run")
+
+
 # ------------------------------------------------------------------------------ time travel
 def charts(at: AppTest) -> list[tuple[dict, pd.DataFrame]]:
     """Every Vega-Lite chart on the page as (spec, data frame)."""

@@ -22,6 +22,14 @@ CURVE_TERMS = (
     ("recon", "Reconstruction log p(x|z)"),
     ("kl", "KL(q(z|x) ‖ p(z))"),
 )
+
+
+def bound_title(objective: str, k: int) -> str:
+    """What the "elbo" curve holds: an IWAE run trains on (and reports) its k-sample bound, while its
+    validation points are the ELBO, so the chart and the metric must say which is which."""
+    return f"IWAE bound (k={k}); validation: ELBO" if objective == "iwae" else "ELBO"
+
+
 STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
 SERIES = (STEP, SMOOTHED, EPOCH, VALIDATION)
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"

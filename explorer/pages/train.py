@@ -22,6 +22,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from explorer.figures.plots import grid_picture, plane_bounds
 from explorer.figures.training import (
     CURVE_TERMS,
+    bound_title,
     comparison_frame,
     comparison_spec,
     curve_frame,
@@ -255,7 +256,7 @@ def controls(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     export_buttons(job, gif_col, png_col)
 
 
-def draw_progress(snap: jobs.JobSnapshot) -> None:
+def draw_progress(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     last = snap.last
     if last is None:
         st.progress(0.0, text="Starting… (the first progress report comes after a few steps)")
@@ -274,7 +275,8 @@ def draw_progress(snap: jobs.JobSnapshot) -> None:
     steps = [e for e in snap.events if e["kind"] == "step"]
     validation = next((e["validation"] for e in reversed(snap.events) if e.get("validation")), None)
     cols = st.columns(5)
-    terms = (("elbo", "ELBO"), ("recon", "Reconstruction"), ("kl", "KL"))
+    bound = "IWAE bound" if job.train_config.objective == "iwae" else "ELBO"  # what the run trains on
+    terms = (("elbo", bound), ("recon", "Reconstruction"), ("kl", "KL"))
     for col, (name, label) in zip(cols[:3], terms, strict=True):
         value = smooth([e[name] for e in steps])[-1] if steps else last[name]
         col.metric(f"Train {label}", f"{value:.1f}", help="Smoothed over recent steps, nats per image")
@@ -372,7 +374,9 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
                 "follow the run again."
             )
     events = events_until(snap.events, views.step) if rewound else snap.events
-    for column, (term, title) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
+    titles = {**dict(CURVE_TERMS), "elbo": bound_title(job.train_config.objective, job.train_config.k)}
+    for column, (term, _) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
+        title = titles[term]
         column.vega_lite_chart(
             curve_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
             height=CURVE_HEIGHT,
@@ -444,7 +448,7 @@ def live_panel(job: jobs.TrainingJob, status_at_render: str) -> None:
     snap = job.snapshot()
     if snap.status != status_at_render:
         st.rerun()  # the whole page: buttons change and polling stops (or slows) from here
-    draw_progress(snap)
+    draw_progress(job, snap)
     draw_views(job, snap)
     compare_runs()
 
@@ -497,6 +501,6 @@ if job is not None:
         st.fragment(live_panel, run_every=run_every)(job, snap.status)
     else:
         ended(job, snap)
-        draw_progress(snap)
+        draw_progress(job, snap)
         draw_views(job, snap)
         compare_runs()
