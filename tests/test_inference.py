@@ -47,6 +47,36 @@ def test_conditional_model_without_labels_says_what_to_pass():
         encode(model, torch.rand(2, 784))
 
 
+def test_an_unconditional_model_ignores_labels_even_the_no_label_minus_one():
+    """Callers pass whatever labels their digits carry; VAE.label_onehot drops them for an
+    unconditional model, so every library entry point gives exactly the labels=None numbers."""
+    from vae_core import bounds_against_k, elbo_terms, importance_log_px, latent_activity
+
+    model = build_model(ModelConfig(kind="mlp", latent_dim=2, hidden=(16,), image_size=14))
+    x = torch.bernoulli(torch.rand(4, 196, generator=torch.Generator().manual_seed(1)))
+    for labels in (torch.full((4,), -1), torch.arange(4) + 7):
+        assert torch.equal(encode(model, x, labels)[0], encode(model, x)[0])
+        assert torch.equal(decode(model, torch.zeros(4, 2), labels), decode(model, torch.zeros(4, 2)))
+        seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+        assert torch.equal(
+            elbo_terms(model, x, labels, seeded()).elbo, elbo_terms(model, x, None, seeded()).elbo
+        )
+        assert torch.equal(latent_activity(model, x, labels).kl_per_dim, latent_activity(model, x).kl_per_dim)
+        assert (
+            bounds_against_k(model, x, labels, (1, 5)).as_dict()
+            == bounds_against_k(model, x, None, (1, 5)).as_dict()
+        )
+        mask = torch.ones(196)
+        assert (
+            importance_log_px(model, x[:1], mask, labels[:1], k=50).log_px
+            == importance_log_px(model, x[:1], mask, None, k=50).log_px
+        )
+        assert (
+            exact_posterior_grid(model, x[:1], mask, labels[:1]).log_px
+            == exact_posterior_grid(model, x[:1], mask).log_px
+        )
+
+
 def test_prior_samples_at_zero_temperature_all_decode_the_origin(trained_2d):
     z, probs = sample_prior(trained_2d, 5, temperature=0.0)
     assert (z == 0).all()

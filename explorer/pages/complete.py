@@ -12,7 +12,7 @@ from explorer.figures.plots import grid_picture, trace_figure
 from explorer.ui.drawing_canvas import draw_digit, paint_region
 from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
-from explorer.ui.widgets import digit_picker, labels_for, show_digit
+from explorer.ui.widgets import digit_picker, show_digit
 from vae_core import (
     HIDDEN_HALVES,
     centre_square_mask,
@@ -97,7 +97,6 @@ if mask is None:
         st.stop()
     mask_caption = f"{int((mask == 0).sum())} painted pixels hidden"
 
-labels = labels_for(entry, label)
 # A drawing or a painted region has no short name: the result is keyed by the pixels themselves.
 pixels_id = hashlib.sha1(x.numpy().tobytes() + mask.numpy().tobytes() + label.numpy().tobytes()).hexdigest()
 result_key = (entry.key, pixels_id, steps, n_completions)
@@ -119,7 +118,7 @@ if st.button("Run completion", type="primary", key="complete_run"):
             )
 
     remember_in_session(RESULTS_KEY, result_key, lambda: complete_masked_image(
-        entry.model, x, mask, labels, steps=steps, n_completions=n_completions, on_step=on_step
+        entry.model, x, mask, label, steps=steps, n_completions=n_completions, on_step=on_step
     ), recompute=True)  # fmt: skip
     progress.empty()  # the final trace is drawn below with the results
     live_chart.empty()

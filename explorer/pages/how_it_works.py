@@ -11,7 +11,7 @@ from explorer.figures.plots import digit_picture, ellipse_points, grid_picture
 from explorer.ui.drawing_canvas import draw_digit
 from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
-from explorer.ui.widgets import digit_picker, labels_for, show_digit
+from explorer.ui.widgets import digit_picker, show_digit
 from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
 from vae_core.objectives import bernoulli_log_lik
@@ -65,7 +65,7 @@ if config.conditional:
         "Label y fed to encoder and decoder (a conditional VAE models p(x|y))", list(range(10)),
         index=label, key="how_label",
     )  # fmt: skip
-labels = labels_for(entry, torch.tensor([label]))
+labels = torch.tensor([label])
 
 
 # --- ε: the only randomness -----------------------------------------------------------------------
@@ -250,7 +250,7 @@ base_choice = controls[1].radio(
 )
 base = mu[0] if base_choice.startswith("this") else None
 reference = digits.subset(slice(0, min(REFERENCE_DIGITS, len(digits))))
-reference_labels = labels_for(entry, reference.labels.clamp_min(0))
+reference_labels = reference.labels.clamp_min(0)
 traversal = latent_traversal(
     model, reference.fixed_binary().to(model.device), base, steps, 3.0, labels, reference_labels
 )

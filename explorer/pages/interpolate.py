@@ -22,7 +22,6 @@ from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
     digit_picker,
-    labels_for,
     restore_from_link,
     share_this_view,
     show_digit,
@@ -76,13 +75,13 @@ if config.conditional:
 
 pair = torch.tensor([start, end])
 binary = digits.fixed_binary(index=pair)  # the binary images the digits are scored on
-mu, _ = encode(entry.model, binary, labels_for(entry, digits.labels[pair]))
+mu, _ = encode(entry.model, binary, digits.labels[pair])
 # Ends dragged on the plane (in the browser) replace the encodings until the digits change.
 ends_key = f"interp_ends:{entry.key}:{start}:{end}"
 if ends_key in st.session_state:
     mu = torch.tensor(st.session_state[ends_key], dtype=torch.float32)
 path = interpolate(mu[0], mu[1], steps, method)  # (steps, L)
-images = decode(entry.model, path, labels_for(entry, torch.full((steps,), condition or 0)))
+images = decode(entry.model, path, torch.full((steps,), condition or 0))
 
 if st.session_state.get("interp_walk", 1) > steps:  # fewer steps than before: stay on the path
     st.session_state["interp_walk"] = steps
@@ -142,7 +141,7 @@ downloads.download_button(
     file_name=f"{pair_name}-{steps}-steps.png", mime="image/png", key="interp_strip_png", on_click="ignore",
 )  # fmt: skip
 gif_path = interpolate(mu[0], mu[1], PATH_GIF_STEPS, method)
-gif_frames = decode(entry.model, gif_path, labels_for(entry, torch.full((PATH_GIF_STEPS,), condition or 0)))
+gif_frames = decode(entry.model, gif_path, torch.full((PATH_GIF_STEPS,), condition or 0))
 downloads.download_button(
     "Download the animation (GIF)", partial(path_gif, gif_frames, config.image_size),
     file_name=f"{pair_name}.gif", mime="image/gif", key="interp_gif", on_click="ignore",

@@ -26,7 +26,6 @@ from explorer.ui.latent_plane import click_value, latent_plane, plane_codes, pos
 from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
-    labels_for,
     share_this_view,
     show_digit,
     take_link_param,
@@ -99,7 +98,7 @@ if config.conditional:
 def _test_elbos(entry) -> torch.Tensor:
     """ELBOs of the mapped test digits: the yardstick for an uploaded digit's typicality."""
     n = len(codes.plane)
-    labels = labels_for(entry, codes.labels)
+    labels = codes.labels
     generator = torch.Generator(device=entry.model.device).manual_seed(0)  # never the global RNG
     return elbo_terms(entry.model, digits.subset(slice(0, n)).fixed_binary(), labels, generator).elbo
 
@@ -126,7 +125,7 @@ def map_and_decoded() -> None:
     decoded = z = None
     if click is not None and not on_digit:
         z = codes.projection.from_plane(torch.tensor([[click.x, click.y]]))
-        decoded = decode(entry.model, z, labels_for(entry, torch.tensor([condition or 0])))[0]
+        decoded = decode(entry.model, z, torch.tensor([condition or 0]))[0]
     left, right = st.columns([3, 1])
     with left:
         latent_plane(
@@ -154,9 +153,7 @@ def map_and_decoded() -> None:
             i = click.digit_index
             label = int(codes.labels[i])
             show_digit(digits.grey(i), f"test digit #{i} (a {label})", config.image_size, right)
-            recon = reconstruct(
-                entry.model, digits.fixed_binary(index=i)[None], labels_for(entry, codes.labels[i : i + 1])
-            )[0]
+            recon = reconstruct(entry.model, digits.fixed_binary(index=i)[None], codes.labels[i : i + 1])[0]
             show_digit(recon, "reconstruction", config.image_size, right)
             mu, sigma = codes.mu[i], codes.sigma[i]
             shown = min(4, config.latent_dim)
@@ -204,7 +201,7 @@ with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or
         st.session_state.pop(own_key, None)
     else:
         own_x = torch.from_numpy(own_pixels)[None]
-        own_label = labels_for(entry, torch.tensor([condition or 0]))
+        own_label = torch.tensor([condition or 0])
         own_binary = scoring_binary(own_x, digits.binarization)  # the one rule, as for test digits
         own_mu, _ = encode(entry.model, own_binary, own_label)
         plane = codes.projection.to_plane(own_mu)[0]
@@ -243,7 +240,7 @@ x0, x1, y0, y1 = bounds
 xs, ys = np.linspace(x0, x1, n), np.linspace(y1, y0, n)  # top row = largest y, as on the map
 plane_points = torch.tensor([[x, y] for y in ys for x in xs], dtype=torch.float32)
 latents = codes.projection.from_plane(plane_points)
-grid = decode(entry.model, latents, labels_for(entry, torch.full((len(latents),), condition or 0)))
+grid = decode(entry.model, latents, torch.full((len(latents),), condition or 0))
 st.image(
     grid_picture(grid, config.image_size, columns=n, scale=2),
     caption=f"Decoded {n}×{n} grid spanning the map's axes (rows from top to bottom = high to low y).",

@@ -185,7 +185,7 @@ with left:
         )
 with right:
     generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(16) % 10 if config.conditional else None
+    labels = torch.arange(16) % 10  # an unconditional model ignores them
     _, probs = sample_prior(entry.model, 16, 1.0, labels, generator)
     st.image(grid_picture(probs, config.image_size, columns=4, scale=3), caption="Prior samples")
 

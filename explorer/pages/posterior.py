@@ -11,7 +11,6 @@ from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
     digit_picker,
-    labels_for,
     restore_from_link,
     share_this_view,
     show_digit,
@@ -89,7 +88,7 @@ if config.latent_dim != 2:
     )
     any_digit = digit_picker(entry, "posterior_digit", "Digit", default_class=4)
     binary = digits_for(entry).fixed_binary(index=any_digit).reshape(1, -1)
-    any_labels = labels_for(entry, digits_for(entry).labels[any_digit : any_digit + 1])
+    any_labels = digits_for(entry).labels[any_digit : any_digit + 1]
     digit_bounds_section(entry, binary, any_labels, any_digit)
     st.stop()
 
@@ -116,7 +115,7 @@ share_this_view(entry, "posterior", {DIGIT_PARAM: digit, PART_PARAM: visible})
 
 x = digits.fixed_binary(index=digit).reshape(1, -1)  # the binary image the digit is scored on
 mask = torch.ones(config.pixels) if visible == "full" else observed_mask(visible, config.image_size)
-labels = labels_for(entry, digits.labels[digit : digit + 1])
+labels = digits.labels[digit : digit + 1]
 
 
 def _exact_and_encoder() -> dict:
@@ -244,7 +243,7 @@ if st.button("Compute the average gaps", key="posterior_gap_button"):
     bar = st.progress(0.0, text="Best Gaussian per digit…")
     chosen = digits.subset(slice(0, subset_size))
     summary = inference_gaps(
-        entry.model, chosen.fixed_binary(), labels_for(entry, chosen.labels),
+        entry.model, chosen.fixed_binary(), chosen.labels,
         progress=lambda i: bar.progress((i + 1) / subset_size, text=f"Best Gaussian per digit… {i + 1}/{subset_size}"),
     )  # fmt: skip
     bar.empty()

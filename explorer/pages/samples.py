@@ -19,7 +19,7 @@ from explorer.state.share_links import (
     parse_label,
 )
 from explorer.ui.sidebar import chosen_model
-from explorer.ui.widgets import labels_for, restore_from_link, share_this_view
+from explorer.ui.widgets import restore_from_link, share_this_view
 from vae_core import sample_prior
 
 SEED_KEY = "samples_seed"
@@ -76,7 +76,7 @@ if config.conditional:
     else:
         labels = torch.full((count,), digit)
 generator = torch.Generator(device=entry.model.device).manual_seed(seed)
-_, probs = sample_prior(entry.model, count, temperature, labels_for(entry, labels), generator)
+_, probs = sample_prior(entry.model, count, temperature, labels, generator)
 binary = torch.bernoulli(probs, generator=generator)
 
 means = grid_picture(probs, config.image_size, columns=columns, scale=2)

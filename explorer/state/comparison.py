@@ -107,16 +107,12 @@ def elbo_means(model, x: torch.Tensor, labels: torch.Tensor | None) -> tuple[flo
 # binarised inside the computations, so a cached rerun costs nothing.
 
 
-def _given(entry: ModelEntry, labels: torch.Tensor) -> torch.Tensor | None:
-    return labels if entry.config.conditional else None
-
-
 def activity_of(entry: ModelEntry, digits: DigitImages) -> LatentActivity:
     """KL per dimension and active units over the first ACTIVITY_DIGITS of `digits`."""
 
     def compute() -> LatentActivity:
         x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-        return latent_activity(entry.model, x, _given(entry, labels))
+        return latent_activity(entry.model, x, labels)
 
     return entry.cached("latent_activity", compute)
 
@@ -126,7 +122,7 @@ def elbo_of(entry: ModelEntry, digits: DigitImages) -> tuple[float, float, float
 
     def compute() -> tuple[float, float, float]:
         x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-        return elbo_means(entry.model, x, _given(entry, labels))
+        return elbo_means(entry.model, x, labels)
 
     return entry.cached("elbo_means", compute)
 
@@ -151,7 +147,7 @@ def bounds_of(
     if found is not None:
         return found
     x, labels = bound_digits(digits)
-    curve = iwae_curve(entry.model, x, _given(entry, labels), progress=progress)
+    curve = iwae_curve(entry.model, x, labels, progress=progress)
     return entry.cached("iwae_curve", lambda: curve)
 
 

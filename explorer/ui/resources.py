@@ -113,7 +113,7 @@ def latent_codes(entry: ModelEntry) -> LatentCodes:
         n = min(SCATTER_DIGITS, len(digits))
         x = digits.subset(slice(0, n)).fixed_binary()  # what the model saw in training: binary
         labels = digits.labels[:n]
-        mu, sigma = encode(entry.model, x, labels if entry.config.conditional else None)
+        mu, sigma = encode(entry.model, x, labels)  # an unconditional model ignores them
         projection = LatentProjection.fit(mu)
         return LatentCodes(mu, sigma, projection.to_plane(mu), labels, projection)
 

@@ -29,11 +29,6 @@ LINK_PARAMS = "share_link_params"  # those a link brought this run, not yet appl
 SHARE_BOX = "share_box_slot"  # this run's sidebar placeholder for the share box (sidebar.py)
 
 
-def labels_for(entry: ModelEntry, labels):
-    """The labels to pass a conditional model, None for an unconditional one."""
-    return labels if entry.config.conditional else None
-
-
 def digit_picker(
     entry: ModelEntry, key: str, label: str = "Digit", default_class: int = 0, share_param: str | None = None
 ) -> int:

@@ -66,7 +66,7 @@ def plane_codes(entry: ModelEntry) -> LatentCodes:
         for start in range(0, len(digits), 2000):  # bounded memory for conv encoders
             part = slice(start, min(start + 2000, len(digits)))
             x = digits.subset(part).fixed_binary()  # what the model saw in training: binary
-            mu, sigma = encode(entry.model, x, labels[part] if entry.config.conditional else None)
+            mu, sigma = encode(entry.model, x, labels[part])  # an unconditional model ignores them
             mus.append(mu.cpu())
             sigmas.append(sigma.cpu())
         mu, sigma = torch.cat(mus), torch.cat(sigmas)
