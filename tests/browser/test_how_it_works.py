@@ -59,11 +59,21 @@ def test_traversal_rows_are_the_decoded_swept_latents(page, app_server):
     page.wait_for_selector("h1:has-text('How a VAE computes')")
     model_name = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Model", exact=True)
     name = model_name.input_value().split()[0]
+    image = page.locator('[data-testid="stImage"]', has_text="one row per latent dimension").locator("img")
+    around_mu = image.first.get_attribute("src")
     page.get_by_text("0 (the prior mean)").click()
+    # under load the page can look idle before the rerun starts: wait for the new picture itself
+    page.wait_for_function(
+        """(old) => [...document.querySelectorAll('[data-testid="stImage"]')]
+             .some(e => e.innerText.includes('one row per latent dimension')
+                        && e.querySelector('img') && e.querySelector('img').src !== old
+                        && e.querySelector('img').complete)""",
+        arg=around_mu,
+        timeout=90_000,
+    )
     wait_for_app_idle(page)
     rows_caption = page.get_by_text(re.compile(r"^Rows: dim")).first.inner_text()
     order = [int(d) - 1 for d in re.findall(r"dim (\d+) \(KL", rows_caption)]
-    image = page.locator('[data-testid="stImage"]', has_text="one row per latent dimension").locator("img")
     pixels = image_pixels(page, image.first.get_attribute("src"))
 
     checkpoint = load_checkpoint(Path(__file__).resolve().parents[2] / "pretrained" / f"{name}.safetensors")
