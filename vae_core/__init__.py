@@ -16,6 +16,7 @@ from .evaluation import (
     bounds_by_k,
     evaluate_model,
     importance_log_px,
+    log_likelihood_estimate,
     repeated_bounds_by_k,
 )
 from .images import mnist_style_digit, mnist_style_pixels, tile_images
@@ -23,7 +24,7 @@ from .inference import LatentProjection, decode, encode, interpolate, latent_gri
 from .masks import HIDDEN_HALVES, centre_square_mask, observed_mask, painted_region_mask, random_pixels_mask
 from .mnist import load_digits, load_sample_digits, load_train_validation
 from .models import VAE, build_model, count_parameters
-from .objectives import bernoulli_log_lik, elbo_terms, iwae_bound, log_likelihood_estimate
+from .objectives import bernoulli_log_lik, elbo_terms, iwae_bound
 from .posterior import BestGaussian, PosteriorGrid, best_gaussian_posterior, exact_posterior_grid
 from .svi import CompletionResult, PosteriorFit, complete_masked_image, fit_posterior, observed_elbo
 from .train import Trainer, TrainingEvent, resolve_device

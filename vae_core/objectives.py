@@ -1,4 +1,6 @@
-"""The ELBO, the IWAE bound and importance-sampled log p(x), per image, in nats.
+"""The ELBO, the IWAE bound and the importance weights behind them, per image, in nats.
+
+The chunked, importance-sampled log p(x) estimate is `evaluation.log_likelihood_estimate`.
 
 Every function returns one number per image (shape (B,)): sums over pixels and latent
 dimensions, never means over them. Callers average over images.
@@ -7,15 +9,12 @@ dimensions, never means over them. Callers average over images.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch.distributions import Normal, kl_divergence
 
 from .models import VAE
-
-ELEMENT_BUDGET = 2**23  # decoder outputs per chunk of importance samples: 32 MiB in float32
 
 
 def _group_size(pixels: int, dtype: torch.dtype) -> int:
@@ -172,41 +171,3 @@ def iwae_bound(
 ) -> torch.Tensor:
     """IWAE bound log (1/k) sum_s w_s, per image (B,); k=1 gives a one-sample ELBO estimate."""
     return log_mean_exp(log_importance_weights(model, x, labels, k, generator=generator))
-
-
-def _samples_per_chunk(batch: int, pixels: int, budget: int) -> int:
-    return max(1, budget // max(1, batch * pixels))
-
-
-@torch.no_grad()
-def log_likelihood_estimate(
-    model: VAE,
-    x: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    k: int = 5000,
-    generator: torch.Generator | None = None,
-    element_budget: int = ELEMENT_BUDGET,
-    q: Normal | None = None,
-    mask: torch.Tensor | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-) -> torch.Tensor:
-    """log p(x) estimated with k importance samples from q(z|x), per image (B,), in nats.
-
-    Samples are drawn in chunks so that a chunk's decoder output holds at most
-    `element_budget` numbers (32 MiB in float32), whatever k is; the chunks' weights are
-    combined with a running log-sum-exp, so the result equals the unchunked estimate.
-    A proposal `q` other than the encoder's may be given; with `mask`, it estimates log p(x_obs).
-    `on_chunk(samples done so far)` is called after each chunk: large k takes seconds.
-    """
-    q = model.posterior(x, labels) if q is None else q
-    chunk = _samples_per_chunk(x.shape[0], x.shape[1], element_budget)
-    total = torch.full((x.shape[0],), -math.inf, device=x.device)
-    done = 0
-    while done < k:
-        take = min(chunk, k - done)
-        log_w = log_importance_weights(model, x, labels, take, q, generator, mask)
-        total = torch.logaddexp(total, torch.logsumexp(log_w, dim=0))
-        done += take
-        if on_chunk is not None:
-            on_chunk(done)
-    return total - math.log(k)
