@@ -200,7 +200,7 @@ def bounds_by_k(
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
 ) -> dict[int, float]:
-    """`bounds_against_k` once, as {k: mean bound}: the form explorer's comparison calls today."""
+    """`bounds_against_k` once, as {k: mean bound}."""
     return bounds_against_k(model, x, labels, ks, seed, progress=progress).as_dict()
 
 
