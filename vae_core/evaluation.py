@@ -174,7 +174,7 @@ def bounds_against_k(
         values = []
         for r in range(repeats):
             generator = torch.Generator(device=model.device).manual_seed(seed + r)
-            if k * xs.shape[0] * xs.shape[1] <= 2**23:
+            if k * xs.shape[0] * xs.shape[1] <= ELEMENT_BUDGET:
                 value = iwae_bound(model, xs, ls, k, generator)
             else:
                 on_chunk = (

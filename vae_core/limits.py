@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .config import MAX_PARAMETERS, ModelConfig, TrainConfig, parameter_count
 from .errors import ConfigError
+from .evaluation import ELEMENT_BUDGET  # log_likelihood_estimate's decoder outputs per chunk
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,6 @@ MB = 1_000_000
 VALIDATION_CHUNK = 2_000  # Trainer.validate's digits per pass, with k samples each for IWAE
 VALIDATION_IMAGES = 10_000  # Trainer.validate's max_images: their binarised pixels are one tensor
 EVALUATION_BATCH = 100  # the CLI's evaluate_model batch (train --eval-k)
-EVALUATION_ELEMENTS = 2**23  # log_likelihood_estimate's element_budget: decoder outputs per chunk
 TEST_IMAGES = 10_000
 ALLOCATOR_SLACK = 1.1  # freed blocks the allocator keeps while the next ones are taken
 RUN_OVERHEAD = 8 * 1_000_000  # a run's small tensors: batch order, generators, kernel caches
@@ -112,7 +112,7 @@ def estimate_run_memory(
         validation = 0
     evaluation = 0
     if eval_k:
-        per_chunk = max(1, EVALUATION_ELEMENTS // (EVALUATION_BATCH * pixels))  # samples per chunk
+        per_chunk = max(1, ELEMENT_BUDGET // (EVALUATION_BATCH * pixels))  # samples per chunk
         rows = EVALUATION_BATCH * min(eval_k, per_chunk)
         evaluation = FLOAT_BYTES * (TEST_IMAGES * pixels + rows * transient)
     return RunMemory(
@@ -193,7 +193,7 @@ class ServerLimits:
     """What one visitor's run may ask for on a shared server. The defaults fit Streamlit Community
     Cloud's ~690 MB container, where the app itself takes ~450 MB: they admit the Train form's
     defaults (ELBO: ~75 MB; IWAE k=5: ~180 MB) and refuse the conv model (~370 MB, its validation
-    pass). explorer.training_jobs also caps all runs together ($VAE_MAX_TRAINING_MEMORY_MB, 300).
+    pass). explorer.training.jobs also caps all runs together ($VAE_MAX_TRAINING_MEMORY_MB, 300).
     A deployer with more room raises them by environment variable."""
 
     max_run_memory_mb: float = 200.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak
