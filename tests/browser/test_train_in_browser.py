@@ -103,7 +103,11 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
     # the same chart nodes, now showing newer data: updated in place, not remounted on every poll
     assert page.evaluate(MARKED_CHARTS_JS) == LIVE_CHARTS
     # the latent plane too: the same canvas, new snapshots' points (no figure rebuilt)
-    page.wait_for_function(f"(first) => ({LIVE_PLANE_JS})(false).model !== first", arg=plane["model"])
+    # (null while the component re-renders: keep polling, it is not "a new model")
+    page.wait_for_function(
+        f"(first) => {{ const now = ({LIVE_PLANE_JS})(false); return now !== null && now.model !== first; }}",
+        arg=plane["model"],
+    )
     assert page.evaluate(LIVE_PLANE_JS, False)["seen"] and plane["points"] > 0
     assert page.locator('[data-testid="stImage"] img').count() >= 2
     page.screenshot(path=str(tmp_path / "train-running.png"))

@@ -266,12 +266,15 @@ class PlaneView {
     this.key = data.view_key;
     hooks.views[this.key] = this;
     this.canvas.style.height = `${data.height}px`;
-    this.model = MODELS.get(data.model) || null;
+    const next = MODELS.get(data.model) || null;
+    // A live run's next snapshot may reach the view before its points do: keep drawing the last
+    // points until they arrive, rather than blanking the canvas on every poll.
+    if (next || !data.refit) this.model = next;
     this.pending = null; // the server has answered: its overlays replace the optimistic ones
     this.path = null;
     this.baseDirty = true;
-    if (this.model) this.ready();
-    else this.readout.textContent = "Loading the model…";
+    if (next) this.ready();
+    else if (!this.model) this.readout.textContent = "Loading the model…";
     this.resize();
   }
 
