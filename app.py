@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from explorer.ui.resources import app_torch
 from explorer.ui.sidebar import build_sidebar
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
@@ -19,6 +20,8 @@ PAGES = [
 PAGES_WITHOUT_MODEL = {"train"}  # Train makes models: it must open when there is none to pick
 
 page = st.navigation(PAGES)
-if page.url_path not in PAGES_WITHOUT_MODEL:
+if page.url_path in PAGES_WITHOUT_MODEL:
+    app_torch()  # its models are built at once; the other pages load torch through chosen_model()
+else:
     build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
 page.run()

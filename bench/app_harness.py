@@ -321,6 +321,16 @@ class MemoryLimit:
             pass
 
 
+def drop_page_cache() -> None:
+    """Empty the kernel's page cache, so the next start reads torch, the models and the data from
+    disk, as a freshly booted container does. Needs root (writes /proc/sys/vm/drop_caches)."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as exc:
+        raise ServerError(f"cannot drop the page cache (run as root): {exc}") from exc
+
+
 def start_for_benchmark(
     name: str, timeout_s: float, python: str | None = None, prefix: Sequence[str] = ()
 ) -> tuple[subprocess.Popen, int, float]:

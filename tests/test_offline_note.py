@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import vae_core
 from explorer.ui import resources
 from vae_core import DataError
 
@@ -28,7 +29,7 @@ def test_the_offline_note_is_a_plain_sentence_and_the_reason_goes_to_the_log(
     def unavailable(*args, **kwargs):
         raise DOWNLOAD_FAILURE
 
-    monkeypatch.setattr(resources, "load_digits", unavailable)
+    monkeypatch.setattr(vae_core, "load_digits", unavailable)  # resources imports it when called
     with caplog.at_level("WARNING", logger=resources.__name__):
         digit_set = resources.explore_digits()
     assert not digit_set.is_full_test_set and len(digit_set.digits) == 5000

@@ -1,28 +1,17 @@
-"""Overview: what a VAE is, in a few lines, the chosen model's card, and a comparison with a second model."""
+"""Overview: what a VAE is, in a few lines, the chosen model's card, and a comparison with a second model.
 
-import math
+The title, the text and the model card come first and need no torch (a pretrained model's card is
+shipped in pretrained/, see resources.card_for): on a freshly started server the first visitor reads
+them while torch and the models load. What follows the card imports them.
+"""
+
+import base64
 
 import streamlit as st
-import torch
 
-from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure
-from explorer.figures.plots import bounds_figure, curve_figure, grid_picture, kl_per_dimension_figure
-from explorer.state.comparison import (
-    ACTIVITY_DIGITS,
-    BOUND_DIGITS,
-    BOUND_KS,
-    activity_of,
-    bounds_of,
-    comparison_choices,
-    comparison_table,
-    distinct_names,
-    summarise,
-)
-from explorer.state.share_links import escape_markdown
-from explorer.ui.latent_plane import latent_plane, plane_codes
-from explorer.ui.resources import available_models, digits_for
+from explorer.ui.resources import available_models, card_for, digits_for
 from explorer.ui.sidebar import chosen_model
-from vae_core import count_parameters, sample_prior
+from explorer.ui.widgets import SELECTED_MODEL
 
 COMPARE_WITH = "compare_with"
 COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it
@@ -101,11 +90,6 @@ def _show_comparison(entry, other) -> None:
             latent_plane(model, codes, key=f"compare_map_{side}:{model.key}", height=380)
 
 
-entry = chosen_model()
-config = entry.config
-train_config = entry.checkpoint.train_config
-metrics = entry.checkpoint.metrics
-
 st.title("VAE Explorer")
 st.markdown(
     """
@@ -123,71 +107,39 @@ Use the pages on the left: **Latent map** (click anywhere to decode that point),
     unsafe_allow_html=True,
 )
 
-st.header(f"Model card · {entry.name}")
+card = card_for(st.session_state[SELECTED_MODEL])
+st.header(f"Model card · {card['name']}")
 left, right = st.columns([3, 2])
 with left:
-    test = entry.test_metrics
     # A wrapping row of content-wide metrics: in fixed columns the numbers were cut ('1,06…') at 1280 px
     cells = st.container(horizontal=True, gap="medium")
-    cells.metric("Latent size", config.latent_dim, width="content")
-    cells.metric("Parameters", f"{count_parameters(entry.model):,}", width="content")
-    bits = config.pixels * math.log(2)  # nats per image -> bits per dimension (pixel)
-    cells.metric(
-        "Test ELBO", f"{test['elbo']:.2f}" if "elbo" in test else "—",
-        f"{-test['elbo'] / bits:.4f} bits/dim" if "elbo" in test else None, delta_color="off",
-        help=f"nats per image; below it −ELBO in bits per dimension (nats / ({config.pixels} · ln 2))",
-        width="content",
-    )  # fmt: skip
-    cells.metric(
-        f"Test NLL (k={test.get('k', '?')})",
-        f"{test['nll']:.2f}" if "nll" in test else "—",
-        f"{test['nll'] / bits:.4f} bits/dim" if "nll" in test else None,
-        delta_color="off",
-        help="−log p(x) estimated by importance sampling, nats per image (below it in bits per dimension); lower is better"
-        + (". For this conditional model it is −log p(x | label)." if config.conditional else ""),
-        width="content",
-    )
-    rows = {
-        "Architecture": config.describe(),
-        "Decoder": "Bernoulli logits per pixel",
-        "Images": f"{config.image_size}×{config.image_size}",
-        "Binarisation": escape_markdown(train_config.get("binarization", "—")),
-        "Objective": (
-            f"IWAE, k={train_config.get('k')}" if train_config.get("objective") == "iwae" else "ELBO"
-        )
-        + (
-            f", β={train_config.get('beta')} (the KL term weighted β times: a β-VAE trades reconstruction "
-            "for a latent code closer to the prior, with fewer active units)"
-            if train_config.get("beta", 1.0) != 1.0
-            else ""
-        ),
-        "Training": (
-            f"{metrics.get('epochs', 0):.0f} epochs, batch {train_config.get('batch_size', '—')}, "
-            f"lr {train_config.get('lr', '—')}"
-            if metrics
-            else "—"
-        ),
-        # text fields of an uploaded checkpoint are the uploader's words: shown literally
-        "Trained on": escape_markdown(metrics.get("data", "—")),
-        "Training time": (
-            f"{metrics['train_seconds'] / 60:.1f} min on {escape_markdown(metrics.get('device', '?'))}"
-            if "train_seconds" in metrics
-            else "—"
-        ),
-        "Command": escape_markdown(metrics["command"]) if "command" in metrics else "—",
-        "Origin": entry.origin,
-    }
-    st.markdown("\n".join(f"- **{k}:** {v}" for k, v in rows.items()))
-    if test:
-        st.caption(
-            f"Test figures: {test.get('n', '?')} MNIST test digits binarised once (seed "
-            f"{test.get('binarization_seed', 0)}); NLL from {test.get('k', '?')} importance samples per digit."
-        )
+    for label, value, delta, help_text in card["metrics"]:
+        cells.metric(label, value, delta, delta_color="off", help=help_text, width="content")
+    st.markdown("\n".join(f"- **{k}:** {v}" for k, v in card["rows"].items()))
+    if card["test_caption"]:
+        st.caption(card["test_caption"])
 with right:
-    generator = torch.Generator().manual_seed(0)
-    labels = torch.arange(16) % 10  # an unconditional model ignores them
-    _, probs = sample_prior(entry.model, 16, 1.0, labels, generator)
-    st.image(grid_picture(probs, config.image_size, columns=4, scale=3), caption="Prior samples")
+    st.image(base64.b64decode(card["prior_samples_png"]), caption="Prior samples")
+
+# The first paint ends here. These imports bring in torch (seconds on a fresh server), so they
+# come after it.
+from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure  # noqa: E402
+from explorer.figures.plots import bounds_figure, curve_figure, kl_per_dimension_figure  # noqa: E402
+from explorer.state.comparison import (  # noqa: E402
+    ACTIVITY_DIGITS,
+    BOUND_DIGITS,
+    BOUND_KS,
+    activity_of,
+    bounds_of,
+    comparison_choices,
+    comparison_table,
+    distinct_names,
+    summarise,
+)
+from explorer.ui.latent_plane import latent_plane, plane_codes  # noqa: E402
+
+entry = chosen_model()
+config = entry.config
 
 if entry.checkpoint.curve:
     st.subheader("Training curve")

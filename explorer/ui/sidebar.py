@@ -1,25 +1,27 @@
 """The shared sidebar, built once per run by app.py: checkpoint upload, model picker, data note, share box.
 
-Pages read the model it picked with `chosen_model()`.
+Pages read the model it picked with `chosen_model()`. Building the sidebar imports no torch (the
+picker's labels come from the shipped Overview cards, resources.model_labels): the Overview's first
+paint comes before torch; `chosen_model()` loads the models and fills in the data note.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from explorer.state.registry import ModelEntry
-from explorer.state.share_links import (
-    MODEL_PARAM,
-    ShareLinkError,
-    escape_markdown,
-    find_model,
-    model_url_name,
+from explorer.ui.resources import (
+    available_models,
+    explore_digits,
+    model_labels,
+    register_session_model,
+    session_models,
 )
-from explorer.ui.resources import available_models, explore_digits, register_session_model, session_models
 from explorer.ui.widgets import (
+    LINK_PARAMS,
     SELECTED_MODEL,
     SHARE_BOX,
     read_link_params,
@@ -27,8 +29,11 @@ from explorer.ui.widgets import (
     warn_ignored,
     write_url_params,
 )
-from vae_core import CheckpointError, load_checkpoint
 
+if TYPE_CHECKING:
+    from explorer.state.registry import ModelEntry
+
+DATA_NOTE = "data_note_slot"  # this run's sidebar placeholder for the data note (chosen_model fills it)
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
 
 
@@ -48,8 +53,17 @@ def checkpoint_uploader() -> None:
         (st.success if ok else st.error)(message)
 
 
+def load_checkpoint(data: bytes):
+    """vae_core.load_checkpoint, imported when a file arrives (the sidebar itself needs no torch)."""
+    from vae_core import load_checkpoint as load_without_unpickling
+
+    return load_without_unpickling(data)
+
+
 def checkpoint_from_upload(name: str, data: bytes):
     """An uploaded file as a Checkpoint, or CheckpointError saying why not (nothing is unpickled)."""
+    from vae_core import CheckpointError
+
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(
             f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB"
@@ -78,6 +92,10 @@ def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     """Load an upload into this session's models and select it: (True, what was loaded), or
     (False, why not) with nothing registered. The message is Markdown with the visitor's text
     (the file's name, anything the reason quotes from the file) escaped and shortened."""
+    from explorer.state.registry import ModelEntry
+    from explorer.state.share_links import escape_markdown
+    from vae_core import CheckpointError
+
     shown_name = escape_markdown(_shortened(name, MAX_SHOWN_NAME_CHARS))
     try:
         checkpoint = checkpoint_from_upload(name, data)
@@ -100,43 +118,50 @@ def _remember_model() -> None:
     st.session_state[SELECTED_MODEL] = st.session_state["model_picker"]
 
 
-def model_picker(help_text: str | None = None) -> ModelEntry:
-    """The sidebar model picker, shared by every page (the choice survives page switches)."""
+def _select_linked_model() -> None:
+    """A link's model, if it names one, becomes the choice (matched against the loaded models)."""
+    from explorer.state.share_links import MODEL_PARAM, ShareLinkError, find_model
+
+    linked = take_link_param(MODEL_PARAM)
+    if linked is not None:
+        try:
+            st.session_state[SELECTED_MODEL] = find_model(linked, available_models().values())
+        except ShareLinkError as exc:
+            warn_ignored(exc)
+
+
+def model_picker(help_text: str | None = None) -> str:
+    """The sidebar model picker, shared by every page (the choice survives page switches); returns
+    the chosen model's key."""
     checkpoint_uploader()
-    models = available_models()
-    if not models:
+    labels = model_labels()
+    if not labels:
         st.error(
             "No model available: `pretrained/` holds no readable checkpoint. Train one on the Train page "
             "or with `python -m vae_core train … --out pretrained/NAME.safetensors`."
         )
         st.stop()
-    keys = list(models)
+    keys = list(labels)
     read_link_params()
-    linked = take_link_param(MODEL_PARAM)
-    if linked is not None:
-        try:
-            st.session_state[SELECTED_MODEL] = find_model(linked, models.values())
-        except ShareLinkError as exc:
-            warn_ignored(exc)
+    if st.session_state[LINK_PARAMS]:  # only a link needs the models loaded before the picker
+        _select_linked_model()
     wanted = st.session_state.get(SELECTED_MODEL)
     # Seeded on every run from the remembered choice (when each page drew its own picker, a page
     # switch left this key holding the previous page's value while the new widget started at its
     # default); the on_change callback (run before the script) records a change.
     st.session_state["model_picker"] = wanted if wanted in keys else keys[0]
     choice = st.sidebar.selectbox(
-        "Model", keys, key="model_picker", format_func=lambda k: models[k].label, help=help_text,
+        "Model", keys, key="model_picker", format_func=labels.__getitem__, help=help_text,
         on_change=_remember_model,
     )  # fmt: skip
     st.session_state[SELECTED_MODEL] = choice
-    st.sidebar.caption(explore_digits().note)
-    # The share box's place, emptied now: Streamlit keeps a previous run's elements on screen until
-    # this run replaces them, and the box is filled last (share_this_view), so a box drawn only then
-    # named the old model beside the new page for the whole run (seconds under load).
+    # Placeholders, emptied now and filled later in the run: Streamlit keeps a previous run's
+    # elements on screen until this run replaces them. The data note needs the digits loaded
+    # (chosen_model); the share box is filled last (share_this_view), and a box drawn only then named
+    # the old model beside the new page for the whole run (seconds under load).
+    st.session_state[DATA_NOTE] = st.sidebar.empty()
     st.session_state[SHARE_BOX] = st.sidebar.empty()
-    # Every page's URL names its model, also pages that share nothing else; a page's own
-    # parameters follow in share_this_view.
-    write_url_params({**st.query_params.to_dict(), MODEL_PARAM: model_url_name(models[choice])})
-    return models[choice]
+    return choice
 
 
 def build_sidebar() -> None:
@@ -145,5 +170,15 @@ def build_sidebar() -> None:
 
 
 def chosen_model() -> ModelEntry:
-    """The model the sidebar's picker chose this run."""
-    return available_models()[st.session_state[SELECTED_MODEL]]
+    """The model the sidebar's picker chose this run, loaded with torch and the digits (the first
+    call on a fresh server waits for them). Fills in the sidebar's data note and puts the model in
+    the URL: every page's URL names its model, also pages that share nothing else (a page's own
+    parameters follow in share_this_view)."""
+    from explorer.state.share_links import MODEL_PARAM, model_url_name
+
+    entry = available_models()[st.session_state[SELECTED_MODEL]]
+    note = st.session_state.pop(DATA_NOTE, None)
+    if note is not None:
+        note.caption(explore_digits().note)
+    write_url_params({**st.query_params.to_dict(), MODEL_PARAM: model_url_name(entry)})
+    return entry

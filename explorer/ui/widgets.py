@@ -1,27 +1,23 @@
 """Small Streamlit widgets pages use: the digit picker, digit pictures, and the glue between them and
 the address bar (a shared link restores the view; the URL follows it). The model picker: sidebar.py.
+
+The sidebar imports this module for the Overview's first paint, before torch: what needs torch
+(explorer.state, explorer.figures, through vae_core) is imported inside the functions using it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
-from explorer.figures.plots import digit_picture
-from explorer.state.registry import ModelEntry
-from explorer.state.share_links import (
-    MODEL_PARAM,
-    ShareLinkError,
-    escape_markdown,
-    model_url_name,
-    parse_index,
-    view_url,
-)
-from explorer.ui.resources import (
-    digits_for,
-)
+from explorer.ui.resources import digits_for
+
+if TYPE_CHECKING:
+    from explorer.state.registry import ModelEntry
+    from explorer.state.share_links import ShareLinkError
 
 SELECTED_MODEL = "selected_model"
 URL_WRITTEN = "share_url_written"  # the query parameters as this session last set them
@@ -37,6 +33,8 @@ def digit_picker(
     With `share_param`, a link's `share_param=INDEX` opens the picker on that index (the caller puts
     the returned index back into the URL through share_this_view).
     """
+    from explorer.state.share_links import ShareLinkError, parse_index
+
     digits = digits_for(entry)
     linked = take_link_param(share_param) if share_param else None
     if linked is not None:
@@ -74,6 +72,8 @@ def digit_picker(
 
 
 def show_digit(probs, caption: str, image_size: int = 28, target=st) -> None:
+    from explorer.figures.plots import digit_picture
+
     target.image(digit_picture(probs, image_size), caption=caption, width=140)
 
 
@@ -100,6 +100,8 @@ def restore_from_link(readers: dict[str, tuple[str, Callable[[str], object]]]) -
     """For each parameter the link brought: `readers[name] = (state key, parse)` sets that widget's
     state to the parsed value, or a warning says why the value was ignored. Call before the widgets.
     """
+    from explorer.state.share_links import ShareLinkError
+
     for name, (state_key, parse) in readers.items():
         value = take_link_param(name)
         if value is None:
@@ -116,6 +118,8 @@ MAX_WARNING_CHARS = 300  # a message quotes values shortened already; this bound
 def warn_ignored(error: ShareLinkError, target=st) -> None:
     """The reason a link's value was ignored, shown literally: it quotes what the visitor sent, and
     st.warning renders Markdown (a value like `[Log in](https://evil)` would be a live link)."""
+    from explorer.state.share_links import escape_markdown
+
     text = str(error)
     if len(text) > MAX_WARNING_CHARS:
         text = text[:MAX_WARNING_CHARS] + "…"
@@ -139,6 +143,8 @@ def share_this_view(entry: ModelEntry, page: str, params: dict[str, object], tar
     `page` is the page's URL path, used when the browser's own URL is unknown (AppTest).
     Returns the link.
     """
+    from explorer.state.share_links import MODEL_PARAM, model_url_name, view_url
+
     shown = {MODEL_PARAM: model_url_name(entry)}
     shown.update({name: str(value) for name, value in params.items() if value is not None})
     write_url_params(shown)
