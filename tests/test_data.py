@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vae_core import DataError, load_digits, load_sample_digits, load_train_validation
+from vae_core.data import DigitImages
 from vae_core.mnist import read_idx
 
 
@@ -36,6 +37,19 @@ def test_dynamic_binarisation_resamples_while_static_and_evaluation_are_fixed(sa
     torch.testing.assert_close(sample_digits.fixed_binary(0), sample_digits.fixed_binary(0))
     static = load_sample_digits(binarization="static")
     torch.testing.assert_close(static.binary_batch(index), static.binary_batch(index))
+
+
+def test_a_dynamically_binarised_pixel_is_on_with_probability_level_over_255():
+    draws = 40_000
+    levels = torch.arange(256, dtype=torch.uint8).repeat(draws, 1)  # every level, 40k times
+    digits = DigitImages(levels, torch.full((draws,), -1), 16, "dynamic", "every grey level")
+    on = digits.binary_batch(torch.arange(draws), torch.Generator().manual_seed(3)).mean(0)
+    p = torch.arange(256) / 255
+    assert on[0] == 0 and on[255] == 1  # never and always, exactly
+    z = (on - p)[1:255] / (p * (1 - p) / draws).sqrt()[1:255]
+    assert z.abs().max() < 5 and abs(z.mean()) < 5 / 254**0.5  # no level, and no overall, bias
+    rows = digits.binary_batch(slice(0, 2))
+    assert rows.shape == (2, 256) and rows.dtype == torch.float32
 
 
 def test_fourteen_pixel_images_are_2x2_averages():

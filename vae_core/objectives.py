@@ -23,29 +23,37 @@ def _group_size(pixels: int, dtype: torch.dtype) -> int:
     return max(g for g in range(1, min(pixels, limit) + 1) if pixels % g == 0)
 
 
-class _BernoulliLogLik(torch.autograd.Function):
-    """sum_d m_d [x_d l_d - softplus(l_d)], with the gradient (x - sigmoid(l)) m written by hand.
+def bernoulli_log_lik_values(
+    logits: torch.Tensor, x: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """sum_d m_d [x_d l_d - softplus(l_d)]: `bernoulli_log_lik` without autograd, x and mask
+    already in the logits' dtype.
 
     softplus(l) = relu(l) - log sigmoid(|l|). PyTorch's CPU log-sigmoid and log1p are scalar code
     (about as slow as the decoder's last GEMM), so the sum of log sigmoid(|l|) in [log 1/2, 0) is
     taken as the log of products over groups of pixels (112 for 28x28 in float32: >= 2**-112, no
-    underflow). Six vectorised passes forward and three backward replace the ~12 passes of
-    -binary_cross_entropy_with_logits(...).sum(-1) and its autograd graph; the sum of the pixels'
-    own terms is kept pixel by pixel, so no large sums cancel.
+    underflow). Six vectorised passes replace the ~12 of -binary_cross_entropy_with_logits(...)
+    .sum(-1); the sum of the pixels' own terms is kept pixel by pixel, so no large sums cancel.
     """
+    # relu(l) - x l per pixel: 0 for a confident right pixel, |l| for a confident wrong one.
+    wrong = logits.clamp_min(0).addcmul_(x, logits, value=-1)  # (..., D)
+    confidence = logits.abs().sigmoid_()  # sigmoid(|l|) in [1/2, 1)
+    if mask is not None:  # hidden pixels count as certain (factor 1) and wrong by 0
+        wrong.mul_(mask)
+        confidence = torch.where(mask > 0, confidence, 1.0)
+    size = _group_size(logits.shape[-1], logits.dtype)
+    log_confidence = confidence.unflatten(-1, (-1, size)).prod(-1).log_().sum(-1)
+    return log_confidence - wrong.sum(-1)
+
+
+class _BernoulliLogLik(torch.autograd.Function):
+    """`bernoulli_log_lik_values` with the gradient (x - sigmoid(l)) m written by hand: three
+    vectorised passes instead of autograd's graph through the forward's six."""
 
     @staticmethod
     def forward(ctx, logits, x, mask):
-        # relu(l) - x l per pixel: 0 for a confident right pixel, |l| for a confident wrong one.
-        wrong = logits.clamp_min(0).addcmul_(x, logits, value=-1)  # (..., D)
-        confidence = logits.abs().sigmoid_()  # sigmoid(|l|) in [1/2, 1)
-        if mask is not None:  # hidden pixels count as certain (factor 1) and wrong by 0
-            wrong.mul_(mask)
-            confidence = torch.where(mask > 0, confidence, 1.0)
-        size = _group_size(logits.shape[-1], logits.dtype)
-        log_confidence = confidence.unflatten(-1, (-1, size)).prod(-1).log_().sum(-1)
         ctx.save_for_backward(logits, x, mask)
-        return log_confidence - wrong.sum(-1)
+        return bernoulli_log_lik_values(logits, x, mask)
 
     @staticmethod
     @torch.autograd.function.once_differentiable

@@ -21,11 +21,13 @@ from torch import nn
 from torch.distributions import kl_divergence
 from torch.nn.parallel import DistributedDataParallel
 
+from . import mlp_elbo_gradients
 from .adam import Adam
 from .config import ModelConfig, TrainConfig
 from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
+from .mlp_elbo_gradients import MLPElboGradients
 from .models import VAE, build_model
 from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
@@ -163,6 +165,13 @@ class Trainer:
         # DDP broadcasts rank 0's weights at construction and averages gradients in backward.
         self.step_module = DistributedDataParallel(self.objective) if self.dist.enabled else self.objective
         self.optimizer = Adam(self.model.parameters(), lr=train_config.lr)
+        # The one place that picks how gradients are computed: by hand where mlp_elbo_gradients
+        # covers the run (a third of a small step was autograd's bookkeeping), else by autograd.
+        self.compute_gradients = (
+            MLPElboGradients(self.model, self.generator)
+            if mlp_elbo_gradients.covers(model_config, train_config, self.dist.enabled)
+            else self._autograd_gradients
+        )
         self.steps_per_epoch = len(self.train_digits) // train_config.batch_size
         self.total_steps = max(1, math.ceil(train_config.epochs * self.steps_per_epoch))
         self.step = 0
@@ -179,6 +188,13 @@ class Trainer:
         if not self.config.lr_decay:
             return self.config.lr
         return self.config.lr * 0.5 * (1 + math.cos(math.pi * step / self.total_steps))
+
+    def _autograd_gradients(self, x: torch.Tensor, labels: torch.Tensor | None, beta: float) -> torch.Tensor:
+        """Sets the parameters' .grad by backpropagation; returns the batch sums (3,) of the terms."""
+        loss, sums = self.step_module(x, labels, beta, self.generator)
+        self.optimizer.zero_grad()
+        loss.backward()
+        return sums
 
     def _labels(self, digits: DigitImages, index) -> torch.Tensor | None:
         return digits.labels[index] if self.model_config.conditional else None
@@ -272,9 +288,7 @@ class Trainer:
                 labels = self._labels(self.train_digits, index)
                 beta = self.beta_at(self.step)
                 self.optimizer.lr = self._lr_at(self.step)
-                loss, sums = self.step_module(x, labels, beta, self.generator)
-                self.optimizer.zero_grad()
-                loss.backward()
+                sums = self.compute_gradients(x, labels, beta)
                 self.optimizer.step()
                 self.step += 1
                 totals += sums  # (2, 3) += (3,)
