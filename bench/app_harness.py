@@ -309,6 +309,16 @@ class MemoryLimit:
     def peak_mb(self) -> float:
         return int((self.path / self._peak).read_text()) / 2**20
 
+    def charged_mb(self) -> dict[str, float]:
+        """What the container is charged for now, MiB: anonymous memory (only an OOM kill frees it:
+        no swap) and page cache (file pages, which the kernel reclaims under the limit)."""
+        stat = dict(line.split() for line in (self.path / "memory.stat").read_text().splitlines())
+        anon, cache = ("total_rss", "total_cache") if self._events is None else ("anon", "file")
+        return {
+            "anonymous": round(int(stat[anon]) / 2**20, 1),
+            "page_cache": round(int(stat[cache]) / 2**20, 1),
+        }
+
     def oom_kills(self) -> int:
         text = (self.path / (self._events or "memory.oom_control")).read_text()
         found = re.search(r"oom_kill (\d+)", text)

@@ -145,7 +145,9 @@ def open_overview(browser, url: str, timeout_ms: float):
     return page, round(time.perf_counter() - started, 2)
 
 
-def measure_app(url: str, pid: int, train_seconds: float, timeout_ms: float, idle_sessions: int = 3) -> dict:
+def measure_app(
+    url: str, pid: int, train_seconds: float, timeout_ms: float, idle_sessions: int = 3, limit=None
+) -> dict:
     from playwright.sync_api import sync_playwright
 
     result: dict = {}
@@ -199,6 +201,8 @@ def measure_app(url: str, pid: int, train_seconds: float, timeout_ms: float, idl
         result["training_progress"] = progress
         result["training_end"] = ended.inner_text().split(". It is now")[0]
         result["rss_training_peak_mb"] = round(training.peak_mb, 1)
+        if limit is not None:  # every session still open, the run just ended
+            result["cgroup_charged_after_training_mb"] = limit.charged_mb()
         wait_for_app_idle(page, timeout_ms)
         time.sleep(1.0)
         result["rss_after_training_mb"] = round(server_rss_mb(pid), 1)
