@@ -296,7 +296,7 @@ def main() -> None:
         report["rss_idle_mb"] = round(server_rss_mb(server.pid), 1)
         report.update(
             measure_app(
-                base_url(port), server.pid, args.train_seconds, args.timeout * 1000, args.idle_sessions
+                base_url(port), server.pid, args.train_seconds, args.timeout * 1000, args.idle_sessions, limit
             )
         )
     except Exception as exc:
