@@ -63,10 +63,13 @@ OVERVIEW_RENDERED_JS = """() => {
 }"""
 STEP_TEXT = re.compile(r"step ([\d,]+) / ([\d,]+)")
 IMPORT_SETS = {  # what each part of the app pulls in when first imported
-    "explorer.ui.resources (every page)": "import explorer.ui.resources",
-    "explorer.ui.sidebar + widgets + figures (every page)": "import explorer.ui.sidebar, explorer.ui.widgets, explorer.figures.plots",
+    "app.py's imports: sidebar, widgets, resources (the Overview's first paint)": (
+        "import explorer.ui.sidebar, explorer.ui.widgets, explorer.ui.resources"
+    ),
+    "vae_core + figures (every page after its first paint)": "import explorer.state.registry, explorer.figures.plots",
     "explorer.figures.training (Train)": "import explorer.figures.training",
     "explorer.training.jobs (Train)": "import explorer.training.jobs",
+    "pandas (a component's dict data, st.table)": "import pandas",
     "torchvision.datasets (MNIST download only)": "from torchvision.datasets import MNIST",
 }
 WATCHED_PACKAGES = ("torch", "torchvision", "streamlit", "pandas", "pyarrow", "plotly", "altair", "numpy", "PIL",
