@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))  # run as a script: the repository root is not on 
 
 from bench.app_harness import (  # noqa: E402
     base_url,
+    cpu_seconds,
     launch_chromium,
     open_page,
     start_for_benchmark,
@@ -91,6 +92,35 @@ def cli_run(epochs: float, data_dir: str, folder: Path) -> dict:
     }
 
 
+def browser_pids(server_pid: int) -> list[int]:
+    """This script's descendants but the server: playwright's driver and the chromium processes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                parent = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry))
+    found, stack = [], [os.getpid()]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            if child != server_pid:
+                found.append(child)
+                stack.append(child)
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (OSError, IndexError, ValueError):  # gone since it was listed
+            pass
+    return total
+
+
 def fill(page, label: str, value) -> None:
     field = page.get_by_label(label, exact=True)
     field.fill(str(value))
@@ -104,7 +134,7 @@ def csv_speed(text: str) -> tuple[float, float, int]:
     return images / seconds, seconds, int(last["step"])
 
 
-def app_run(browser, url: str, epochs: float, folder: Path, timeout_s: float) -> dict:
+def app_run(browser, url: str, server_pid: int, epochs: float, folder: Path, timeout_s: float) -> dict:
     context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -120,6 +150,8 @@ def app_run(browser, url: str, epochs: float, folder: Path, timeout_s: float) ->
         shown: list[float] = []
         with bench_lock():
             load = os.getloadavg()[0]
+            watchers = browser_pids(server_pid)
+            cpu_before = cpu_of(watchers), cpu_seconds(server_pid), time.monotonic()
             body.get_by_role("button", name="Start training").click()
             finished = body.get_by_text(re.compile("finished after|was stopped after|Training failed"))
             deadline = time.monotonic() + timeout_s
@@ -131,7 +163,10 @@ def app_run(browser, url: str, epochs: float, folder: Path, timeout_s: float) ->
                 found = PAGE_SPEED.search(text)
                 if found:
                     shown.append(float(found[1].replace(",", "")))
-                time.sleep(0.5)
+                time.sleep(1.0)
+            seconds_watched = time.monotonic() - cpu_before[2]
+            browser_cores = (cpu_of(watchers) - cpu_before[0]) / seconds_watched
+            server_cores = (cpu_seconds(server_pid) - cpu_before[1]) / seconds_watched
         if "finished after" not in finished.first.inner_text():
             sys.exit(f"the app's run did not finish: {finished.first.inner_text()}")
         with page.expect_download(timeout=60_000) as download:
@@ -147,6 +182,9 @@ def app_run(browser, url: str, epochs: float, folder: Path, timeout_s: float) ->
         "steps": steps,
         "page_images_per_s": statistics.mean(shown) if shown else None,
         "page_readings": len(shown),
+        # cores used from Start to the end of the run, training thread included in the server's
+        "browser_cores": browser_cores,
+        "server_cores": server_cores,
         "load_average": load,
     }
 
@@ -179,7 +217,7 @@ def main() -> None:
                         result["cli"] = cli_run(args.epochs, data_dir, folder)
                     else:
                         result["app"] = app_run(
-                            browser, base_url(port), args.epochs, folder, 60 * args.epochs + 120
+                            browser, base_url(port), server.pid, args.epochs, folder, 60 * args.epochs + 120
                         )
                 result["ratio"] = result["app"]["images_per_s"] / result["cli"]["images_per_s"]
                 rounds.append(result)
@@ -216,17 +254,18 @@ def main() -> None:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print()
-    print("| round | CLI images/s | app images/s (run) | page showed | app / CLI | load avg (CLI, app) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| round | CLI images/s | app images/s (run) | page showed | app / CLI | "
+        "browser, server cores | load avg (CLI, app) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for number, r in enumerate(rounds, 1):
-        page_speed = r["app"]["page_images_per_s"]
+        cli, app = r["cli"], r["app"]
+        page_speed = f"{app['page_images_per_s']:,.0f}" if app["page_images_per_s"] else "–"
         print(
-            f"| {number} | {r['cli']['images_per_s']:,.0f} | {r['app']['images_per_s']:,.0f} | "
-            f"{page_speed:,.0f} | {r['ratio']:.3f} | {r['cli']['load_average']:.2f}, "
-            f"{r['app']['load_average']:.2f} |"
-            if page_speed
-            else f"| {number} | {r['cli']['images_per_s']:,.0f} | {r['app']['images_per_s']:,.0f} | – | "
-            f"{r['ratio']:.3f} | {r['cli']['load_average']:.2f}, {r['app']['load_average']:.2f} |"
+            f"| {number} | {cli['images_per_s']:,.0f} | {app['images_per_s']:,.0f} | {page_speed} | "
+            f"{r['ratio']:.3f} | {app['browser_cores']:.2f}, {app['server_cores']:.2f} | "
+            f"{cli['load_average']:.2f}, {app['load_average']:.2f} |"
         )
     print(
         f"\nmedian app / CLI: {summary['ratio_median']:.3f} (min {summary['ratio_min']:.3f}); wrote {args.json}"

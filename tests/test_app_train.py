@@ -24,6 +24,7 @@ from vae_core.diagnostics import latent_activity
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRAIN_PAGE = "explorer/pages/train.py"
+DRAWN_KEY = "train_drawn_views"  # the page's {job id: (snapshot, its pictures and payload)}
 
 
 @pytest.fixture
@@ -255,6 +256,9 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     assert not np.array_equal(early.plane, latest.plane)
     assert image_urls(app) != latest_urls  # other reconstructions and samples
     assert curve_epochs(app) == pytest.approx(early.epoch)  # the curves are cut at that step
+    job_id = app.session_state["train_job"].id
+    drawn = app.session_state[DRAWN_KEY][job_id]
+    early_urls = image_urls(app)
 
     # new snapshots keep arriving; the view stays where the user put it
     seen = len(history_of(app))
@@ -262,6 +266,8 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
               what="newer snapshots")  # fmt: skip
     assert app.get("select_slider")[0].value == early.step
     assert_shows(app, early)
+    # polls that show the same snapshot reuse its pictures and payload instead of building them anew
+    assert app.session_state[DRAWN_KEY][job_id] is drawn and image_urls(app) == early_urls
 
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")

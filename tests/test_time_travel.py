@@ -108,7 +108,7 @@ def finished_run(data):
     job = jobs.TrainingJob(
         ModelConfig(latent_dim=LATENT_DIM, hidden=(32,)),
         TrainConfig(epochs=1, batch_size=64, device="cpu", num_threads=1, log_every=2),
-        data, snapshot_every_s=0.0, history_size=6,
+        data, snapshot_every_s=0.0, snapshot_share=1.0, history_size=6,
     )  # fmt: skip
     job.start()
     assert job.join(60) and job.status == jobs.FINISHED

@@ -5,6 +5,7 @@ Tiny models on the bundled 5k sample: every test takes a fraction of a second of
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from explorer.figures.training import (
     smooth,
 )
 from explorer.training import jobs
+from explorer.training.event_loop import next_snapshot_at
 from vae_core import ConfigError, ModelConfig, TrainConfig, load_checkpoint
 
 TINY = ModelConfig(latent_dim=2, hidden=(32,))
@@ -58,7 +60,12 @@ def make_job(data):
             **overrides,
         }
         job = jobs.TrainingJob(
-            model_config, TrainConfig(**settings), data, snapshot_every_s=0.0, **job_options
+            model_config,
+            TrainConfig(**settings),
+            data,
+            snapshot_every_s=0.0,
+            snapshot_share=1.0,
+            **job_options,
         )
         made.append(job)
         return job
@@ -339,3 +346,48 @@ def test_freed_heap_of_a_finished_thread_goes_back_to_the_os():
     assert run.returncode == 0, run.stderr
     before, after = map(int, run.stdout.split())
     assert before - after > 150, (before, after)
+
+
+def test_snapshots_keep_to_their_clock_unless_slow_then_to_their_share_of_the_run():
+    assert next_snapshot_at(10.0, 0.01, every_s=1.0, share=0.03) == 11.0  # cheap: the clock decides
+    later = next_snapshot_at(10.0, 0.3, every_s=1.0, share=0.03)  # slow: 0.3 s is 3% of 10 s
+    assert later == pytest.approx(20.0)
+
+
+def test_a_slow_snapshot_is_not_taken_at_every_event(data):
+    job = jobs.TrainingJob(
+        TINY, TrainConfig(epochs=1, batch_size=64, device="cpu", num_threads=1, log_every=2), data,
+        snapshot_every_s=0.0, snapshot_share=0.01,
+    )  # fmt: skip
+    taken = []
+    compute = job._compute_views
+
+    def slow_views(step, epoch):
+        time.sleep(0.02)  # at least 2 s until the next one at a 1% share
+        taken.append((time.monotonic(), step))
+        return compute(step, epoch)
+
+    job._compute_views = slow_views
+    job.start()
+    assert job.join(60) and job.status == jobs.FINISHED
+    events = job.snapshot().events
+    step_events = {e["step"] for e in events if e["kind"] == "step"}
+    ends = {e["step"] for e in events if e["kind"] != "step"}  # epoch and end: always a snapshot
+    on_steps = [(at, step) for at, step in taken if step not in ends]
+    assert 1 <= len(on_steps) < len(step_events)
+    assert all(b[0] - a[0] >= 2.0 for a, b in itertools.pairwise(on_steps))
+
+
+def test_snapshot_share_must_be_a_share(data):
+    with pytest.raises(ValueError, match="snapshot_share"):
+        jobs.TrainingJob(TINY, TrainConfig(epochs=1, device="cpu"), data, snapshot_share=0.0)
+
+
+def test_a_started_job_hands_the_gil_back_to_training_quickly(make_job):
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)  # CPython's default
+    try:
+        make_job().start()
+        assert sys.getswitchinterval() == pytest.approx(jobs.GIL_SWITCH_INTERVAL_S)
+    finally:
+        sys.setswitchinterval(before)

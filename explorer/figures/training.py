@@ -1,7 +1,7 @@
 """Chart builders for the Train page: pure functions from a run's event dicts and arrays to
 Vega-Lite specs and data frames (no Streamlit), so they can be tested without a browser.
 
-Why Vega-Lite and not plotly here: the page redraws these charts twice a second. Streamlit derives
+Why Vega-Lite and not plotly here: the page redraws these charts every second. Streamlit derives
 a plotly chart's identity from its whole figure, so every redraw with new data remounted the chart
 in the browser (measured: a new plot node on every poll, flicker, and the browser plus the server
 eating the CPU the training thread needed). A Vega-Lite chart with a `key` keeps its identity while
@@ -66,7 +66,7 @@ def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_point
     """One term's curves in long form: columns epoch, value, series (one of SERIES).
 
     A long run keeps every n-th step event (smoothed over all of them, the newest always kept):
-    the page resends this twice a second, and a few hundred points per line look the same as
+    the page resends this every poll, and a few hundred points per line look the same as
     thousands.
     """
     frames = []

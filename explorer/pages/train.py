@@ -1,7 +1,7 @@
 """Train: configure a VAE, train it in a background thread and watch it learn.
 
 The run lives in `st.session_state` (one per session, invisible to other sessions). A fragment
-polls it every half second while it trains; once it ends the page reruns once, polling stops, and
+polls it every second while it trains; once it ends the page reruns once, polling stops, and
 the model joins this session's model picker on every page.
 
 Near 500 lines for a reason: the form, the live fragment and the finished run's views share the
@@ -19,7 +19,8 @@ import torch
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from explorer.figures.plots import grid_picture, plane_bounds
+from explorer.figures.pictures import digit_grid_png
+from explorer.figures.plots import plane_bounds
 from explorer.figures.training import (
     CURVE_TERMS,
     bound_title,
@@ -55,16 +56,25 @@ RUN_COUNT_KEY = "train_run_count"  # runs started in this session, for their num
 NOW = -1  # the slider's right end: the newest snapshot, whichever step that is
 COMPARE_PICK, COMPARE_TERM = "train_compare_runs", "train_compare_term"
 SHOWN_KEY = "train_shown_steps"  # {job id: step of the snapshot on screen}, for the PNG download
+DRAWN_KEY = "train_drawn_views"  # {job id: (snapshot, its pictures and payload)}: see drawn_views
 POLL_PAUSED_S = 2.0
 
 
+POLL_DEFAULT_S = 1.0
+
+
 def poll_interval_s() -> float:
-    """Seconds between polls while a run trains: VAE_TRAIN_POLL_S (0.05-5; the load test uses 0.1), else 0.5."""
+    """Seconds between polls while a run trains: VAE_TRAIN_POLL_S (0.05-5; the load test uses 0.1), else 1.
+
+    Each poll redraws the live panel, and the browser's share of that is ~0.1 s of a core (headless
+    chromium, measured: 0.40 cores while polling every 0.5 s, 0.29 every 1 s, 0.19 every 2 s). Where
+    the browser shares the server's CPU, or the CPU is busy, that time comes out of the run's speed.
+    """
     try:
-        value = float(os.environ.get("VAE_TRAIN_POLL_S", "0.5"))
+        value = float(os.environ.get("VAE_TRAIN_POLL_S", str(POLL_DEFAULT_S)))
     except ValueError:
-        return 0.5
-    return min(max(value, 0.05), 5.0) if math.isfinite(value) else 0.5
+        return POLL_DEFAULT_S
+    return min(max(value, 0.05), 5.0) if math.isfinite(value) else POLL_DEFAULT_S
 
 
 POLL_RUNNING_S = poll_interval_s()
@@ -324,10 +334,37 @@ def rewound_views(job: jobs.TrainingJob, history: list[jobs.LiveViews]) -> jobs.
     return newest if chosen == NOW else history[earlier.index(chosen)]
 
 
-def draw_kl_per_dimension(views: jobs.LiveViews) -> None:
+def drawn_views(job: jobs.TrainingJob, views: jobs.LiveViews) -> dict:
+    """A snapshot's pictures (PNG bytes), latent-plane payload and bounds, and KL bars, built once.
+
+    Polls outnumber snapshots, and a rewound view shows the same snapshot on every poll: building
+    these anew each time held the GIL the training thread needs between its torch ops. Identical
+    PNG bytes also keep their media URL, so the browser does not fetch and decode them again.
+    """
+    cache = st.session_state.setdefault(DRAWN_KEY, {})  # {job id: (snapshot, what it draws)}
+    cached = cache.get(job.id)
+    if cached is not None and cached[0] is views:  # snapshots are immutable: identity is enough
+        return cached[1]
+    size = views.image_size
+    both = np.concatenate([views.originals, views.reconstructions])
+    # PCA axis titles carry variance shares that move every snapshot; a changing spec would
+    # redraw the chart from scratch, so the shares go into the caption instead.
+    titles = ("PC1", "PC2") if len(views.kl_per_dim) > 2 else views.axis_titles
+    drawn = {
+        # PNG, not JPEG: JPEG smears the sharp edges of 28x28 digits
+        "digits_png": digit_grid_png(both, size, columns=len(views.originals), scale=2),
+        "samples_png": digit_grid_png(views.samples, size, columns=8, scale=2),
+        "payload": points_payload(views.plane, views.labels, titles, size),
+        "bounds": plane_bounds(views.plane.astype(np.float32)),
+        "kl": kl_frame(views.kl_per_dim, views.active),
+    }
+    cache[job.id] = (views, drawn)
+    return drawn
+
+
+def draw_kl_per_dimension(views: jobs.LiveViews, frame) -> None:
     latent_dim = len(views.kl_per_dim)
-    st.vega_lite_chart(kl_frame(views.kl_per_dim, views.active), kl_spec(), key="train_kl_dims",
-                       width="stretch", height=KL_HEIGHT)  # fmt: skip
+    st.vega_lite_chart(frame, kl_spec(), key="train_kl_dims", width="stretch", height=KL_HEIGHT)
     st.caption(
         f"**{views.active_count} of {latent_dim}** latent dimensions active. Bars: KL(q(z_u|x) ‖ p(z_u)) per "
         f"dimension, averaged over the {len(views.plane):,} validation digits. A dimension is active when its "
@@ -339,7 +376,7 @@ def draw_kl_per_dimension(views: jobs.LiveViews) -> None:
 def export_buttons(job: jobs.TrainingJob, gif_col, png_col) -> None:
     """The latent GIF and the digit PNG, both built when clicked (in a thread of their own).
 
-    They live outside the polling fragment: a download button re-rendered twice a second gets a
+    They live outside the polling fragment: a download button re-rendered every poll gets a
     new file id each time, and a click that raced a redraw was seen to download nothing. So they
     read the job when clicked: the GIF has every snapshot up to that moment, and the PNG shows the
     step on screen, which the fragment records in SHOWN_KEY's dict (a plain dict that the
@@ -392,25 +429,21 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     if views is None:
         return
     latent_dim = job.model_config.latent_dim
-    size = views.image_size
+    drawn = drawn_views(job, views)
     pictures, scatter = st.columns([2, 3])
     with pictures:
-        both = np.concatenate([views.originals, views.reconstructions])
-        # PNG, not the default JPEG: JPEG smears the sharp edges of 28x28 digits
-        st.image(grid_picture(both, size, columns=len(views.originals), scale=2), output_format="PNG",
-                 caption="Validation digits (top) and their reconstructions (bottom)")  # fmt: skip
-        st.image(grid_picture(views.samples, size, columns=8, scale=2), output_format="PNG",
-                 caption="16 fixed prior samples z ~ N(0, I), decoded by the model at this step")  # fmt: skip
-        draw_kl_per_dimension(views)
+        st.image(drawn["digits_png"], caption="Validation digits (top) and their reconstructions (bottom)")
+        st.image(
+            drawn["samples_png"],
+            caption="16 fixed prior samples z ~ N(0, I), decoded by the model at this step",
+        )
+        draw_kl_per_dimension(views, drawn["kl"])
     with scatter:
-        # PCA axis titles carry variance shares that move every snapshot; a changing spec would
-        # redraw the chart from scratch, so the shares go into the caption instead.
-        titles = ("PC1", "PC2") if latent_dim > 2 else views.axis_titles
         # A new snapshot is a new points payload (a few kB) for the same component: the canvas
         # redraws its dots, nothing is rebuilt. No decoder is sent: the weights change as it trains.
         latent_plane(
-            None, None, key=f"train_latents:{job.id}", payload=points_payload(views.plane, views.labels, titles, size),
-            bounds=plane_bounds(views.plane.astype(np.float32)), height=LATENT_HEIGHT, refit=True, pick_digits=False,
+            None, None, key=f"train_latents:{job.id}", payload=drawn["payload"], bounds=drawn["bounds"],
+            height=LATENT_HEIGHT, refit=True, pick_digits=False,
             note="Live: hover decodes once the run has finished (open it on the Latent map).", prompt="",
         )  # fmt: skip
         pca = f" Axes: {', '.join(views.axis_titles)}." if latent_dim > 2 else ""
