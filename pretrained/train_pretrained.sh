@@ -20,3 +20,6 @@ for name in "${names[@]}"; do
     *) echo "unknown model $name" >&2; exit 2 ;;
   esac
 done
+
+# The Overview draws these models' cards before torch loads; they must match the new checkpoints.
+python scripts/make_overview_cards.py

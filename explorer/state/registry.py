@@ -8,8 +8,10 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vae_core import Checkpoint, load_checkpoint
+if TYPE_CHECKING:  # vae_core imports torch: the Overview's first paint reads PRETRAINED_DIR without it
+    from vae_core import Checkpoint
 
 PRETRAINED_DIR = Path(
     os.environ.get("VAE_PRETRAINED_DIR") or Path(__file__).resolve().parents[2] / "pretrained"
@@ -75,6 +77,8 @@ def _order(path: Path) -> tuple[int, str]:
 
 def load_pretrained_models(directory: Path = PRETRAINED_DIR) -> dict[str, ModelEntry]:
     """Every readable checkpoint in `directory`; an unreadable one is skipped, not fatal."""
+    from vae_core import load_checkpoint
+
     entries: dict[str, ModelEntry] = {}
     for path in sorted(directory.glob("*.safetensors"), key=_order):
         try:

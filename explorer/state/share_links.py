@@ -24,9 +24,11 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-from explorer.state.registry import ModelEntry
+if TYPE_CHECKING:
+    from explorer.state.registry import ModelEntry
 
 MODEL_PARAM = "model"
 POINT_PARAM = "z"

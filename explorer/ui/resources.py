@@ -21,6 +21,9 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from explorer.state.registry import PRETRAINED_DIR
+from explorer.state.share_links import escape_markdown
+
 if TYPE_CHECKING:
     import torch
 
@@ -95,12 +98,6 @@ def pretrained_models() -> dict[str, ModelEntry]:
     return load_pretrained_models()
 
 
-def pretrained_directory() -> Path:
-    """Where the pretrained checkpoints are: explorer.state.registry.PRETRAINED_DIR, which imports
-    vae_core (torch); tests/test_overview_cards.py checks that the two agree."""
-    return Path(os.environ.get("VAE_PRETRAINED_DIR") or Path(__file__).resolve().parents[2] / "pretrained")
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -110,7 +107,7 @@ def pretrained_cards() -> dict[str, dict]:
     """The Overview cards shipped for the pretrained models, by model key, in the picker's order;
     empty (the pages then wait for the models) unless there is one card for every checkpoint in
     the directory and each names its checkpoint's current SHA-256: a card never outlives its model."""
-    directory = pretrained_directory()
+    directory = PRETRAINED_DIR
     try:
         cards = json.loads((directory / CARDS_FILE).read_text())["cards"]
         checkpoints = {path.name for path in directory.glob("*.safetensors")}
@@ -136,7 +133,6 @@ def overview_card(entry: ModelEntry) -> dict:
     import math
 
     from explorer.figures.pictures import digit_grid_png
-    from explorer.state.share_links import escape_markdown
     from vae_core import count_parameters, sample_prior
 
     torch = app_torch()

@@ -13,6 +13,13 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from explorer.state.share_links import (
+    MODEL_PARAM,
+    ShareLinkError,
+    escape_markdown,
+    find_model,
+    model_url_name,
+)
 from explorer.ui.resources import (
     available_models,
     explore_digits,
@@ -93,7 +100,6 @@ def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     (False, why not) with nothing registered. The message is Markdown with the visitor's text
     (the file's name, anything the reason quotes from the file) escaped and shortened."""
     from explorer.state.registry import ModelEntry
-    from explorer.state.share_links import escape_markdown
     from vae_core import CheckpointError
 
     shown_name = escape_markdown(_shortened(name, MAX_SHOWN_NAME_CHARS))
@@ -120,7 +126,6 @@ def _remember_model() -> None:
 
 def _select_linked_model() -> None:
     """A link's model, if it names one, becomes the choice (matched against the loaded models)."""
-    from explorer.state.share_links import MODEL_PARAM, ShareLinkError, find_model
 
     linked = take_link_param(MODEL_PARAM)
     if linked is not None:
@@ -174,7 +179,6 @@ def chosen_model() -> ModelEntry:
     call on a fresh server waits for them). Fills in the sidebar's data note and puts the model in
     the URL: every page's URL names its model, also pages that share nothing else (a page's own
     parameters follow in share_this_view)."""
-    from explorer.state.share_links import MODEL_PARAM, model_url_name
 
     entry = available_models()[st.session_state[SELECTED_MODEL]]
     note = st.session_state.pop(DATA_NOTE, None)

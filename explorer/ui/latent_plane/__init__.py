@@ -298,8 +298,10 @@ def latent_plane(
 
         return run
 
+    # One JSON string, not the dict: Streamlit checks each value of a dict for a dataframe, and
+    # that check imports pandas and pyarrow (about 68 MB, 0.7 s) on a page that needs neither.
     _component(
-        key=key, data=view, height="content", on_click_change=event("click", on_click),
+        key=key, data=json.dumps(view), height="content", on_click_change=event("click", on_click),
         on_path_change=event("path", on_path),
     )  # fmt: skip
     _mount_payload(blob)

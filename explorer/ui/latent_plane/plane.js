@@ -868,7 +868,8 @@ class PlaneView {
 }
 
 export default function (component) {
-  const { data, parentElement, setTriggerValue } = component;
+  const { parentElement, setTriggerValue } = component;
+  const data = typeof component.data === "string" ? JSON.parse(component.data) : component.data;
   if (data instanceof Uint8Array || data instanceof ArrayBuffer) {
     mountPayload(data);
     return undefined;
