@@ -76,15 +76,15 @@ class DigitImages:
         if self.binarization != "dynamic":
             return (pixels > 127).view(torch.uint8).float()
         # A uniform 16-bit r per pixel, cut from 64-bit draws: the generator's cost is per draw,
-        # and randint's one 32-bit draw per pixel was a quarter of a batch-128 step's elementwise
-        # time. On iff r < t = round(level * 65536 / 255) = 257 level + (level >> 7), so
-        # P(on) = t / 65536 = level/255 to within 0.5 / 65536. Compared as signed 16-bit r - 32768.
+        # and randint's 32-bit draw per pixel was a quarter of a batch-128 step's elementwise time.
+        # On iff d = 65536 level - 255 r - 127 > 0, i.e. r < round(level * 65536 / 255): P(on) is
+        # level/255 to within 0.5 / 65536. d is an integer below 2**24, so float32 holds it exactly
+        # and clamp(d, 0, 1) is the 0/1 pixel: no comparison (float -> bool is a slow, scalar pass).
         words = torch.empty((pixels.numel() + 3) // 4, dtype=torch.int64, device=pixels.device)
         words.random_(-(2**63), None, generator=generator)
-        r = words.view(torch.int16)[: pixels.numel()].view(pixels.shape).int()
-        level = pixels.int()
-        threshold = torch.bitwise_right_shift(level, 7).add_(level, alpha=257).sub_(32768)
-        return (r < threshold).view(torch.uint8).float()
+        r_minus_32768 = words.view(torch.int16)[: pixels.numel()].view(pixels.shape).float()
+        d = pixels.float().mul_(65536).sub_(255 * 32768 + 127).add_(r_minus_32768, alpha=-255)
+        return d.clamp_(0, 1)
 
     def fixed_binary(
         self, seed: int = EVALUATION_BINARIZATION_SEED, index: int | torch.Tensor | slice | None = None

@@ -15,6 +15,9 @@ from torch.distributions import Normal
 from .config import ModelConfig
 
 _ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
+# q(z|x)'s log variance is clamped to this range: it keeps exp() finite on a diverging run
+# without touching sensible values.
+LOG_VAR_RANGE = (-30.0, 20.0)
 
 
 def _mlp(widths: list[int], activation: str) -> nn.Sequential:
@@ -143,8 +146,7 @@ class VAE(nn.Module):
         """q(z|x) as a distribution with batch shape (B, L)."""
         stats = self.encoder(x, self.label_onehot(labels, x.shape[0]))
         mu, log_var = stats.chunk(2, dim=-1)
-        # Clamping keeps exp() finite on a diverging run without touching sensible values.
-        std = torch.exp(0.5 * log_var.clamp(-30.0, 20.0))
+        std = torch.exp(0.5 * log_var.clamp(*LOG_VAR_RANGE))
         return Normal(mu, std, validate_args=False)
 
     def decoder_logits(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

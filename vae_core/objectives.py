@@ -36,14 +36,17 @@ def bernoulli_log_lik_values(
     .sum(-1); the sum of the pixels' own terms is kept pixel by pixel, so no large sums cancel.
     """
     # relu(l) - x l per pixel: 0 for a confident right pixel, |l| for a confident wrong one.
-    wrong = logits.clamp_min(0).addcmul_(x, logits, value=-1)  # (..., D)
-    confidence = logits.abs().sigmoid_()  # sigmoid(|l|) in [1/2, 1)
-    if mask is not None:  # hidden pixels count as certain (factor 1) and wrong by 0
-        wrong.mul_(mask)
+    per_pixel = logits.clamp_min(0).addcmul_(x, logits, value=-1)  # (..., D)
+    if mask is not None:  # hidden pixels are wrong by 0 and count as certain (factor 1)
+        per_pixel.mul_(mask)
+    wrong = per_pixel.sum(-1)
+    # sigmoid(|l|) in [1/2, 1), in the same buffer: a fresh one is a cache miss on every pixel
+    confidence = torch.abs(logits, out=per_pixel).sigmoid_()
+    if mask is not None:
         confidence = torch.where(mask > 0, confidence, 1.0)
     size = _group_size(logits.shape[-1], logits.dtype)
     log_confidence = confidence.unflatten(-1, (-1, size)).prod(-1).log_().sum(-1)
-    return log_confidence - wrong.sum(-1)
+    return log_confidence - wrong
 
 
 class _BernoulliLogLik(torch.autograd.Function):
