@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -214,8 +215,10 @@ def main() -> None:
                           "torch": torch.__version__}}  # fmt: skip
     training = []
     for batch in args.batches:
+        load_before = os.getloadavg()[0]  # other processes on a shared machine: context for the noise
         result = bench_training(args.data_dir, args.epochs, batch)
         model = result.pop("model")
+        result["load_average_1min_before_after"] = [load_before, os.getloadavg()[0]]
         training.append(result)
     report["training"] = training
     report["flops_per_training_image"] = flops_per_training_image()
@@ -235,7 +238,8 @@ def main() -> None:
         speedup, bound = r["speedup_turn_quartiles"], r["fraction_of_flop_bound_turn_quartiles"]
         print(f"- batch {r['batch']}: per-turn speed-up quartiles {speedup[0]:.2f} / {speedup[1]:.2f} / "
               f"{speedup[2]:.2f}, of bound {bound[0]:.0%} / {bound[1]:.0%} / {bound[2]:.0%}; with validation "
-              f"{r['vae_core_images_per_s_with_validation']:,.0f} img/s")  # fmt: skip
+              f"{r['vae_core_images_per_s_with_validation']:,.0f} img/s; load average "
+              f"{r['load_average_1min_before_after'][0]:.1f} -> {r['load_average_1min_before_after'][1]:.1f}")  # fmt: skip
     print()
     for name, value in report["inference"].items():
         print(f"- {name}: {value:.3f}")
