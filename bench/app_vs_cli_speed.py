@@ -19,7 +19,11 @@ Their speed is images trained / those seconds:
 What the app loses is what the steps lose while the server shares the process (the GIL) and the
 machine with them: the script thread building the live views, the websocket, the browser. Rounds
 alternate CLI and app so both see the same background load; every timed run holds
-/tmp/bench.lock (flock), which other benchmarks on this machine take too.
+/tmp/bench.lock (flock), which other benchmarks on this machine take too. Under other load, Linux
+(sched_autogroup) shares the CPU between sessions, not threads: the server runs in a session of
+its own (bench/app_harness.py), the CLI in this script's, so the server's other threads take
+their CPU out of the training thread's share. The table gives the load average and the cores the
+browser (playwright and chromium) and the server used while the app's run trained.
 Writes bench/results/app_vs_cli_speed.json and prints a markdown table.
 """
 
