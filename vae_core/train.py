@@ -27,7 +27,6 @@ from .config import ModelConfig, TrainConfig
 from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
-from .mlp_elbo_gradients import MLPElboGradients
 from .models import VAE, build_model
 from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
@@ -168,7 +167,7 @@ class Trainer:
         # The one place that picks how gradients are computed: by hand where mlp_elbo_gradients
         # covers the run (a third of a small step was autograd's bookkeeping), else by autograd.
         self.compute_gradients = (
-            MLPElboGradients(self.model, self.generator)
+            mlp_elbo_gradients.MLPElboGradients(self.model, self.generator)
             if mlp_elbo_gradients.covers(model_config, train_config, self.dist.enabled)
             else self._autograd_gradients
         )
