@@ -391,3 +391,13 @@ def test_a_started_job_hands_the_gil_back_to_training_quickly(make_job):
         assert sys.getswitchinterval() == pytest.approx(jobs.GIL_SWITCH_INTERVAL_S)
     finally:
         sys.setswitchinterval(before)
+
+
+def test_recent_speed_is_images_over_seconds_of_the_recent_windows():
+    # two windows of 1,280 images: 0.1 s and 0.4 s, so 2,560 images in 0.5 s
+    events = [{"kind": "step", "images_per_s": 12_800.0}, {"kind": "step", "images_per_s": 3_200.0}]
+    snap = jobs.JobSnapshot(
+        job_id=1, status=jobs.RUNNING, events=events, history=[], error=None, stop_requested=False,
+        stop_reason=None, active_s=1.0,
+    )  # fmt: skip
+    assert snap.images_per_s == pytest.approx(2_560 / 0.5)

@@ -143,9 +143,12 @@ class JobSnapshot:
 
     @property
     def images_per_s(self) -> float:
-        """Recent training speed as the Trainer measures it (time spent drawing excluded)."""
+        """Recent training speed as the Trainer measures it (time spent drawing excluded): images
+        over seconds of the last five step windows. Each holds the same number of images, so that
+        is the harmonic mean of their speeds; their plain mean read 10-20% above the run's speed
+        whenever a few windows were slowed down (bench/app_vs_cli_speed.py)."""
         recent = [e for e in self.events[-5:] if e["kind"] == "step" and e["images_per_s"] > 0]
-        return sum(e["images_per_s"] for e in recent) / len(recent) if recent else 0.0
+        return len(recent) / sum(1 / e["images_per_s"] for e in recent) if recent else 0.0
 
     @property
     def wall_images_per_s(self) -> float:
