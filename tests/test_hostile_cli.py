@@ -207,7 +207,9 @@ print(json.dumps({"measured": status("VmHWM") - base, "estimate": estimate_run_m
     ("model", "train"),
     [
         ({"hidden": [1024, 512]}, {"batch_size": 512, "epochs": 0.4}),
-        ({"hidden": [256, 128]}, {"batch_size": 128, "epochs": 0.1, "objective": "iwae", "k": 30}),
+        # Large enough that its step's tensors outgrow the heap the warm-up run freed before the
+        # baseline (a k=30, batch-128 run mostly reused it and measured a quarter of its peak).
+        ({"hidden": [256, 128]}, {"batch_size": 256, "epochs": 0.1, "objective": "iwae", "k": 50}),
         ({"kind": "conv"}, {"batch_size": 256, "epochs": 0.2}),
     ],
     ids=["mlp", "iwae", "conv"],
@@ -218,7 +220,7 @@ def test_the_estimate_is_above_the_measured_peak_and_not_far_above(model, train)
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
-    # Measured on this project's machine: 0.75 to 1.0 of the estimate.
+    # Measured on this project's machine: 0.53 (IWAE), 0.58 (conv) and 0.93 (MLP) of the estimate.
     assert 0.4 * result["estimate"] <= result["measured"] <= result["estimate"], result
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 FLOAT_BYTES = 4
 MB = 1_000_000
 # What vae_core's loops do, mirrored here (tests/test_hostile_cli.py measures a run against them).
-VALIDATION_CHUNK = 2_000  # Trainer.validate's digits per pass, with k samples each for IWAE
+VALIDATION_CHUNK = 2_000  # Trainer.validate's most digits per pass (validation_chunk: fewer for large k)
 VALIDATION_IMAGES = 10_000  # Trainer.validate's max_images: their binarised pixels are one tensor
 EVALUATION_BATCH = 100  # the CLI's evaluate_model batch (train --eval-k)
 TEST_IMAGES = 10_000
@@ -83,6 +83,20 @@ def _row_floats(config: ModelConfig) -> tuple[int, int, int]:
     return encoder, decoder, 3 * maps + 2 * width
 
 
+def _transient_floats(config: ModelConfig) -> int:
+    """Floats alive at once per latent sample in a forward pass without gradients: the logits,
+    their log-likelihoods and the negated sum's input are three pixel-sized tensors."""
+    return 3 * config.pixels + _row_floats(config)[2] + 6 * config.latent_dim
+
+
+def validation_chunk(config: ModelConfig, samples: int) -> int:
+    """Digits per pass of Trainer.validate: VALIDATION_CHUNK, or fewer, so that their `samples`
+    latent samples each (k for IWAE) keep to ELEMENT_BUDGET floats of transient tensors. A fixed
+    2,000 digits x k = 50 samples held 313 MB of logits alone; the conv model's feature maps,
+    245 MB at k = 1."""
+    return max(1, min(VALIDATION_CHUNK, ELEMENT_BUDGET // (samples * _transient_floats(config))))
+
+
 def estimate_run_memory(
     model_config: ModelConfig, train_config: TrainConfig, eval_k: int = 0, world_size: int = 1
 ) -> RunMemory:
@@ -90,8 +104,9 @@ def estimate_run_memory(
 
     Counted: 16 bytes per parameter (weight, gradient, two Adam moments); per training step the
     encoder's activations for the batch and the decoder's for batch x k latent samples, whose
-    784 (or 196) logits dominate: the logits, the per-pixel log-likelihoods and their gradients
-    (5 floats per pixel); the validation pass (10,000 binarised digits and chunks of 2,000 with k
+    784 (or 196) logits dominate: the logits kept for backward and, alive with them at once, the
+    fused log-likelihood's two per-pixel temporaries or the logits' gradient (3 floats per pixel);
+    the validation pass (10,000 binarised digits and `validation_chunk` digits at a time with k
     samples each); and with `eval_k` the test-set NLL (chunks of 2^23 decoder outputs).
     An overestimate by design: measured peaks are below it (tests/test_hostile_cli.py).
     """
@@ -100,13 +115,11 @@ def estimate_run_memory(
     batch = math.ceil(train_config.batch_size / world_size)
     encoder, decoder, working = _row_floats(model_config)
     parameters = 4 * FLOAT_BYTES * parameter_count(model_config)
-    per_sample = decoder + 5 * pixels + working + 6 * model_config.latent_dim
+    per_sample = decoder + 3 * pixels + working + 6 * model_config.latent_dim
     training_step = FLOAT_BYTES * batch * (encoder + working + samples * per_sample)
-    # No gradients: only the tensors of one layer and the next are alive at once, but the logits,
-    # their log-likelihoods and the negated sum's input are three pixel-sized tensors.
-    transient = 3 * pixels + working + 6 * model_config.latent_dim
+    transient = _transient_floats(model_config)
     validation_images = min(train_config.validation_size, VALIDATION_IMAGES)
-    chunk = min(VALIDATION_CHUNK, validation_images)
+    chunk = min(validation_chunk(model_config, samples), validation_images)
     validation = FLOAT_BYTES * (validation_images * pixels + chunk * samples * transient)
     if validation_images == 0:
         validation = 0
@@ -143,10 +156,10 @@ def _advice(need: RunMemory, model_config: ModelConfig, train_config: TrainConfi
         return f"lower {widths}, or leave out {names.get('eval_k', 'the test evaluation')}"
     if largest == "validation":
         if iwae:
-            return f"lower {k}: validation takes k samples for each of {VALIDATION_CHUNK:,} digits at a time"
+            return f"lower {k}: validation decodes k samples of each digit"
         if model_config.kind == "conv":
-            return f"use an MLP: the conv model's feature maps for {VALIDATION_CHUNK:,} validation digits are too large"
-        return f"lower {widths}: validation runs {VALIDATION_CHUNK:,} digits at a time"
+            return "use an MLP: the conv model's feature maps for the validation digits are too large"
+        return f"lower {widths}: validation holds the layers of many digits at once"
     if iwae:
         return f"lower {k} or {batch}: each step decodes k x batch images"
     return f"lower {batch} or {widths}"
@@ -192,8 +205,8 @@ def env_number(name: str, default: float, integer: bool = False, environ: Mappin
 class ServerLimits:
     """What one visitor's run may ask for on a shared server. The defaults fit Streamlit Community
     Cloud's ~690 MB container, where the app itself takes ~450 MB: they admit the Train form's
-    defaults (ELBO: ~75 MB; IWAE k=5: ~180 MB) and refuse the conv model (~370 MB, its validation
-    pass). explorer.training.jobs also caps all runs together ($VAE_MAX_TRAINING_MEMORY_MB, 300).
+    defaults (ELBO: ~72 MB; IWAE k=5: ~83 MB) and the conv model (ELBO ~101 MB; IWAE k=5 ~199 MB,
+    just in), and refuse larger IWAE conv runs. explorer.training.jobs also caps all runs together ($VAE_MAX_TRAINING_MEMORY_MB, 300).
     A deployer with more room raises them by environment variable."""
 
     max_run_memory_mb: float = 200.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak

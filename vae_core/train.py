@@ -27,6 +27,7 @@ from .config import ModelConfig, TrainConfig
 from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
+from .limits import validation_chunk
 from .models import VAE, build_model
 from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
@@ -199,7 +200,7 @@ class Trainer:
         return digits.labels[index] if self.model_config.conditional else None
 
     @torch.no_grad()
-    def validate(self, max_images: int = 10_000, chunk: int = 2_000) -> dict[str, float]:
+    def validate(self, max_images: int = 10_000) -> dict[str, float]:
         """Validation ELBO terms (and IWAE bound for IWAE runs), nats per image, fixed noise."""
         digits = self.validation_digits
         if digits is None:
@@ -213,6 +214,8 @@ class Trainer:
         n = len(binary)
         generator = torch.Generator(device=self.device).manual_seed(VALIDATION_SEED + self.dist.rank)
         sums = torch.zeros(4, device=self.device)
+        samples = self.config.k if self.config.objective == "iwae" else 1
+        chunk = validation_chunk(self.model_config, samples)
         for start in range(0, n, chunk):
             index = slice(start, min(n, start + chunk))
             x, labels = binary[index], self._labels(digits, index)
