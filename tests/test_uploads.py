@@ -101,11 +101,12 @@ def test_an_uploads_name_and_reason_are_shown_as_text_not_markdown():
 
 def test_an_unforeseen_failure_while_loading_is_a_refusal_not_a_traceback(monkeypatch):
     import explorer.ui.sidebar as sidebar
+    import vae_core
 
     def explode(_data):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(sidebar, "load_checkpoint", explode)
+    monkeypatch.setattr(vae_core, "load_checkpoint", explode)  # imported when a file arrives
     ok, message = sidebar._register_upload("deep.safetensors", b"x" * 100)
     assert not ok and "not loaded" in message
 

@@ -56,10 +56,8 @@ RUN_COUNT_KEY = "train_run_count"  # runs started in this session, for their num
 NOW = -1  # the slider's right end: the newest snapshot, whichever step that is
 COMPARE_PICK, COMPARE_TERM = "train_compare_runs", "train_compare_term"
 SHOWN_KEY = "train_shown_steps"  # {job id: step of the snapshot on screen}, for the PNG download
-DRAWN_KEY = "train_drawn_views"  # {job id: (snapshot, its pictures and payload)}: see drawn_views
+DRAWN_KEY = "train_drawn_views"  # (snapshot, its pictures and payload) on screen: see drawn_views
 POLL_PAUSED_S = 2.0
-
-
 POLL_DEFAULT_S = 1.0
 
 
@@ -334,15 +332,15 @@ def rewound_views(job: jobs.TrainingJob, history: list[jobs.LiveViews]) -> jobs.
     return newest if chosen == NOW else history[earlier.index(chosen)]
 
 
-def drawn_views(job: jobs.TrainingJob, views: jobs.LiveViews) -> dict:
+def drawn_views(views: jobs.LiveViews) -> dict:
     """A snapshot's pictures (PNG bytes), latent-plane payload and bounds, and KL bars, built once.
 
     Polls outnumber snapshots, and a rewound view shows the same snapshot on every poll: building
     these anew each time held the GIL the training thread needs between its torch ops. Identical
     PNG bytes also keep their media URL, so the browser does not fetch and decode them again.
     """
-    cache = st.session_state.setdefault(DRAWN_KEY, {})  # {job id: (snapshot, what it draws)}
-    cached = cache.get(job.id)
+    # One slot per session: only the run on screen is drawn, and an earlier run's pictures go.
+    cached = st.session_state.get(DRAWN_KEY)
     if cached is not None and cached[0] is views:  # snapshots are immutable: identity is enough
         return cached[1]
     size = views.image_size
@@ -358,7 +356,7 @@ def drawn_views(job: jobs.TrainingJob, views: jobs.LiveViews) -> dict:
         "bounds": plane_bounds(views.plane.astype(np.float32)),
         "kl": kl_frame(views.kl_per_dim, views.active),
     }
-    cache[job.id] = (views, drawn)
+    st.session_state[DRAWN_KEY] = (views, drawn)
     return drawn
 
 
@@ -429,7 +427,7 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     if views is None:
         return
     latent_dim = job.model_config.latent_dim
-    drawn = drawn_views(job, views)
+    drawn = drawn_views(views)
     pictures, scatter = st.columns([2, 3])
     with pictures:
         st.image(drawn["digits_png"], caption="Validation digits (top) and their reconstructions (bottom)")

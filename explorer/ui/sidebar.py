@@ -60,16 +60,9 @@ def checkpoint_uploader() -> None:
         (st.success if ok else st.error)(message)
 
 
-def load_checkpoint(data: bytes):
-    """vae_core.load_checkpoint, imported when a file arrives (the sidebar itself needs no torch)."""
-    from vae_core import load_checkpoint as load_without_unpickling
-
-    return load_without_unpickling(data)
-
-
 def checkpoint_from_upload(name: str, data: bytes):
     """An uploaded file as a Checkpoint, or CheckpointError saying why not (nothing is unpickled)."""
-    from vae_core import CheckpointError
+    from vae_core import CheckpointError, load_checkpoint  # here: the sidebar itself needs no torch
 
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(
@@ -126,7 +119,6 @@ def _remember_model() -> None:
 
 def _select_linked_model() -> None:
     """A link's model, if it names one, becomes the choice (matched against the loaded models)."""
-
     linked = take_link_param(MODEL_PARAM)
     if linked is not None:
         try:
@@ -179,7 +171,6 @@ def chosen_model() -> ModelEntry:
     call on a fresh server waits for them). Fills in the sidebar's data note and puts the model in
     the URL: every page's URL names its model, also pages that share nothing else (a page's own
     parameters follow in share_this_view)."""
-
     entry = available_models()[st.session_state[SELECTED_MODEL]]
     note = st.session_state.pop(DATA_NOTE, None)
     if note is not None:

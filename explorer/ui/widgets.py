@@ -40,7 +40,6 @@ def digit_picker(
     With `share_param`, a link's `share_param=INDEX` opens the picker on that index (the caller puts
     the returned index back into the URL through share_this_view).
     """
-
     digits = digits_for(entry)
     linked = take_link_param(share_param) if share_param else None
     if linked is not None:
@@ -106,7 +105,6 @@ def restore_from_link(readers: dict[str, tuple[str, Callable[[str], object]]]) -
     """For each parameter the link brought: `readers[name] = (state key, parse)` sets that widget's
     state to the parsed value, or a warning says why the value was ignored. Call before the widgets.
     """
-
     for name, (state_key, parse) in readers.items():
         value = take_link_param(name)
         if value is None:
@@ -123,7 +121,6 @@ MAX_WARNING_CHARS = 300  # a message quotes values shortened already; this bound
 def warn_ignored(error: ShareLinkError, target=st) -> None:
     """The reason a link's value was ignored, shown literally: it quotes what the visitor sent, and
     st.warning renders Markdown (a value like `[Log in](https://evil)` would be a live link)."""
-
     text = str(error)
     if len(text) > MAX_WARNING_CHARS:
         text = text[:MAX_WARNING_CHARS] + "…"
@@ -147,7 +144,6 @@ def share_this_view(entry: ModelEntry, page: str, params: dict[str, object], tar
     `page` is the page's URL path, used when the browser's own URL is unknown (AppTest).
     Returns the link.
     """
-
     shown = {MODEL_PARAM: model_url_name(entry)}
     shown.update({name: str(value) for name, value in params.items() if value is not None})
     write_url_params(shown)

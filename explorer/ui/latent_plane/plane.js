@@ -613,12 +613,7 @@ class PlaneView {
     this.frameQueued = true;
     requestAnimationFrame(() => {
       this.frameQueued = false;
-      try {
-        this.frame();
-      } catch (error) {
-        hooks.errors.push(String(error));
-        throw error;
-      }
+      this.drawSafely();
     });
   }
 
