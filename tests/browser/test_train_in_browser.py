@@ -88,7 +88,10 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
     main(page).get_by_role("button", name="Start training").click()
 
     page.get_by_text(STEP_TEXT).first.wait_for(timeout=60_000)
-    page.locator('[data-testid="stVegaLiteChart"] svg.marks').first.wait_for()
+    # the charts mount one after another: wait for them all (in CI one of four was there at first)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('[data-testid=\"stVegaLiteChart\"] svg.marks').length >= {LIVE_CHARTS}"
+    )
     assert page.locator('[data-testid="stVegaLiteChart"]').count() == LIVE_CHARTS
     page.evaluate(MARK_CHARTS_JS)
     page.wait_for_function(f"({LIVE_PLANE_JS})(false) !== null")

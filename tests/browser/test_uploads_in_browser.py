@@ -58,6 +58,15 @@ def _drawn_seven() -> bytes:
     return _png(image)
 
 
+def _open_upload_box(page) -> None:
+    """Expand the sidebar's upload box unless it is open: a click toggles it, and after a page
+    switch the sidebar's expander may or may not keep the state it had (it raced in CI)."""
+    box = page.get_by_test_id("stSidebar").get_by_test_id("stExpander").filter(has_text="Upload a checkpoint")
+    if box.locator("details[open]").count() == 0:
+        box.get_by_text("Upload a checkpoint").click()
+    box.locator("details[open]").wait_for()
+
+
 def _upload(page, selector: str, name: str, data: bytes, mime: str) -> None:
     page.locator(selector).set_input_files({"name": name, "mimeType": mime, "buffer": data})
 
@@ -87,7 +96,7 @@ def test_checkpoint_uploads_refuse_bad_files_and_select_a_good_one(page, app_ser
         "wrong_shapes.safetensors": _wrong_shapes(),
     }
     open_page(page, app_server, "")
-    page.get_by_test_id("stSidebar").get_by_text("Upload a checkpoint").click()
+    _open_upload_box(page)
     results = {}
     for name, data in inputs.items():
         _upload(page, SIDEBAR_UPLOAD, name, data, "application/octet-stream")
@@ -109,7 +118,7 @@ def test_checkpoint_uploads_refuse_bad_files_and_select_a_good_one(page, app_ser
     wait_for_app_idle(page)
     assert page.locator(EXCEPTION).count() == 0
 
-    page.get_by_test_id("stSidebar").get_by_text("Upload a checkpoint").click()  # each page has its own
+    _open_upload_box(page)
     _upload(page, SIDEBAR_UPLOAD, "valid.safetensors", good, "application/octet-stream")
     kind, text = _alert_naming(page, '[data-testid="stSidebar"]', "valid.safetensors")
     _note(tmp_path, results, "valid.safetensors", (kind, text))
