@@ -58,8 +58,7 @@ class Adam:
         exp_avgs = [self.exp_avgs[i] for i in live]
         exp_avg_sqs = [self.exp_avg_sqs[i] for i in live]
         steps = [self.steps[i] for i in live]
-        for step in steps:
-            step.add_(1)
+        torch._foreach_add_(steps, 1)  # one call: a Python loop of add_ was ~6% of this update
         beta1, beta2 = self.betas
         if self._fused and len({p.device for p in params}) == 1:
             try:
