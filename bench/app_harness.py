@@ -197,6 +197,37 @@ def _thread_ticks(pid: int) -> dict[str, int]:
     return ticks
 
 
+def thread_schedstats(pid: int) -> dict[str, tuple[int, int]]:
+    """{thread id: (ns on a CPU, ns runnable but waiting for one)} of the threads of `pid` and its
+    descendants, from /proc/PID/task/TID/schedstat: the second is time the scheduler gave the
+    thread's CPU to others.
+    """
+    stats, pids = {}, [pid]
+    while pids:
+        current = pids.pop()
+        pids += _children(current)
+        for task in Path(f"/proc/{current}/task").glob("*"):
+            try:
+                on_cpu, waiting, _ = (int(v) for v in (task / "schedstat").read_text().split())
+            except (OSError, ValueError):  # ended while we looked, or no schedstats in this kernel
+                continue
+            stats[task.name] = (on_cpu, waiting)
+    return stats
+
+
+def busiest_thread_shares(before: dict, after: dict, seconds: float) -> dict[str, float] | None:
+    """The thread that ran most between two `thread_schedstats` samples: the shares of the window
+    it spent on a CPU and waiting for one (a training thread is runnable the whole time)."""
+    deltas = [  # a thread started since `before` counts from 0
+        (after[tid][0] - before.get(tid, (0, 0))[0], after[tid][1] - before.get(tid, (0, 0))[1])
+        for tid in after
+    ]
+    if not deltas or seconds <= 0:
+        return None
+    on_cpu, waiting = max(deltas)
+    return {"on_cpu": on_cpu / 1e9 / seconds, "runqueue_wait": waiting / 1e9 / seconds}
+
+
 def cpu_usage(pid: int, window_s: float = 1.0, busy_share: float = 0.05) -> tuple[float, int]:
     """(cores used, busy threads) over the next `window_s`: a busy thread used at least
     `busy_share` of a core. Python does not name its threads for the OS, so a training thread is

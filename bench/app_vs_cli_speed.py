@@ -17,7 +17,9 @@ Their speed is images trained / those seconds:
   speeds the progress bar showed while it trained are averaged beside it.
 
 What the app loses is what the steps lose while the server shares the process (the GIL) and the
-machine with them: the script thread building the live views, the websocket, the browser. Rounds
+machine with them: the script thread building the live views, the websocket, the browser. A
+control in every round measures what CPU work beside the training thread costs it on this
+machine: the CLI again, beside a process that spins Python on the other core. Rounds
 alternate CLI and app so both see the same background load; every timed run holds
 /tmp/bench.lock (flock), which other benchmarks on this machine take too. Under other load, Linux
 (sched_autogroup) shares the CPU between sessions, not threads: the server runs in a session of
@@ -50,11 +52,13 @@ sys.path.insert(0, str(REPO))  # run as a script: the repository root is not on 
 
 from bench.app_harness import (  # noqa: E402
     base_url,
+    busiest_thread_shares,
     cpu_seconds,
     launch_chromium,
     open_page,
     start_for_benchmark,
     stop_streamlit,
+    thread_schedstats,
 )
 
 LOCK = "/tmp/bench.lock"
@@ -74,7 +78,39 @@ def bench_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def cli_run(epochs: float, data_dir: str, folder: Path) -> dict:
+def spin_seconds(spinner: subprocess.Popen) -> float:
+    try:
+        return cpu_seconds(spinner.pid)
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_sampling_threads(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Runs the CLI to its end, sampling its threads' schedstats on the way: the busiest one's
+    shares of time on a CPU and waiting for one, from the first sample to the last."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        first = last = None
+        while process.poll() is None:
+            sample = thread_schedstats(process.pid), time.monotonic()
+            first, last = first or sample, sample
+            time.sleep(0.25)
+        out.seek(0)
+        err.seek(0)
+        done = subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
+    shares = (
+        busiest_thread_shares(first[0], last[0], last[1] - first[1]) if first and last is not first else None
+    )
+    return done, shares
+
+
+def cli_run(epochs: float, data_dir: str, folder: Path, busy_neighbour: bool = False) -> dict:
+    """The CLI's run; with `busy_neighbour`, beside a process spinning on the other core.
+
+    The spinning run is the control: it measures in the same round what any CPU work beside the
+    training thread costs it on this machine (shared caches, memory bandwidth, and on a VM the
+    host's SMT siblings), which the browser and the server's page work do to the app's run.
+    """
     command = [
         "flock", LOCK, sys.executable, "-m", "vae_core", "train", "--kind", "mlp",
         "--latent-dim", str(SETTINGS["latent"]), "--hidden", SETTINGS["hidden"], "--epochs", f"{epochs:g}",
@@ -84,16 +120,32 @@ def cli_run(epochs: float, data_dir: str, folder: Path) -> dict:
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     load = os.getloadavg()[0]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    spinner = None
+    if busy_neighbour:  # its own session, as the browser has: Linux shares CPU between sessions
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        time.sleep(0.2)
+        spun_before, started = spin_seconds(spinner), time.monotonic()
+    try:
+        done, training_thread = run_sampling_threads(command, env)
+    finally:
+        if spinner is not None:
+            spinner_cores = (spin_seconds(spinner) - spun_before) / (time.monotonic() - started)
+            spinner.kill()
+            spinner.wait()
     if done.returncode != 0:
         sys.exit(f"the CLI failed ({done.returncode}):\n{done.stderr[-2000:]}")
     metrics = json.loads(done.stdout.strip().splitlines()[-1])
-    return {
+    result = {
         "images_per_s": metrics["images_per_s"],
         "train_seconds": metrics["train_seconds"],
         "steps": metrics["steps"],
         "load_average": load,
     }
+    if training_thread is not None:
+        result["training_thread"] = training_thread
+    if spinner is not None:
+        result["neighbour_cores"] = spinner_cores
+    return result
 
 
 def browser_pids(server_pid: int) -> list[int]:
@@ -156,6 +208,7 @@ def app_run(browser, url: str, server_pid: int, epochs: float, folder: Path, tim
             load = os.getloadavg()[0]
             watchers = browser_pids(server_pid)
             cpu_before = cpu_of(watchers), cpu_seconds(server_pid), time.monotonic()
+            threads_before = thread_schedstats(server_pid)
             body.get_by_role("button", name="Start training").click()
             finished = body.get_by_text(re.compile("finished after|was stopped after|Training failed"))
             deadline = time.monotonic() + timeout_s
@@ -169,6 +222,9 @@ def app_run(browser, url: str, server_pid: int, epochs: float, folder: Path, tim
                     shown.append(float(found[1].replace(",", "")))
                 time.sleep(1.0)
             seconds_watched = time.monotonic() - cpu_before[2]
+            training_thread = busiest_thread_shares(
+                threads_before, thread_schedstats(server_pid), seconds_watched
+            )
             browser_cores = (cpu_of(watchers) - cpu_before[0]) / seconds_watched
             server_cores = (cpu_seconds(server_pid) - cpu_before[1]) / seconds_watched
         if "finished after" not in finished.first.inner_text():
@@ -189,8 +245,16 @@ def app_run(browser, url: str, server_pid: int, epochs: float, folder: Path, tim
         # cores used from Start to the end of the run, training thread included in the server's
         "browser_cores": browser_cores,
         "server_cores": server_cores,
+        # the server's busiest thread (the run's) from Start to the end: shares of that time it
+        # ran and waited runnable while the scheduler gave its CPU to something else
+        "training_thread": training_thread,
         "load_average": load,
     }
+
+
+def waiting(side: dict) -> str:
+    thread = side.get("training_thread")
+    return f"{thread['runqueue_wait']:.1%}" if thread else "–"
 
 
 def main() -> None:
@@ -213,21 +277,32 @@ def main() -> None:
             browser = launch_chromium(playwright)
             folder = Path(tmp)
             for number in range(1, args.rounds + 1):
-                # CLI first in odd rounds, app first in even ones: neither always runs second
-                order = ("cli", "app") if number % 2 else ("app", "cli")
+                # CLI first in odd rounds, app first in even ones: neither always runs last; the
+                # control (the CLI beside a busy core) runs between them
+                order = (
+                    ("cli", "cli_busy_neighbour", "app")
+                    if number % 2
+                    else ("app", "cli_busy_neighbour", "cli")
+                )
                 result = {}
                 for side in order:
                     if side == "cli":
                         result["cli"] = cli_run(args.epochs, data_dir, folder)
+                    elif side == "cli_busy_neighbour":
+                        result[side] = cli_run(args.epochs, data_dir, folder, busy_neighbour=True)
                     else:
                         result["app"] = app_run(
                             browser, base_url(port), server.pid, args.epochs, folder, 60 * args.epochs + 120
                         )
                 result["ratio"] = result["app"]["images_per_s"] / result["cli"]["images_per_s"]
+                result["busy_neighbour_ratio"] = (
+                    result["cli_busy_neighbour"]["images_per_s"] / result["cli"]["images_per_s"]
+                )
                 rounds.append(result)
                 print(
                     f"round {number}: CLI {result['cli']['images_per_s']:,.0f}  app "
-                    f"{result['app']['images_per_s']:,.0f} images/s  ratio {result['ratio']:.3f}",
+                    f"{result['app']['images_per_s']:,.0f} images/s  ratio {result['ratio']:.3f}  "
+                    f"(CLI beside a busy core: {result['busy_neighbour_ratio']:.3f})",
                     flush=True,
                 )
             browser.close()
@@ -240,9 +315,14 @@ def main() -> None:
         for r in rounds
         if r["app"]["page_images_per_s"]
     ]
+    app_waits = [r["app"]["training_thread"]["runqueue_wait"] for r in rounds if r["app"]["training_thread"]]
     summary = {
         "ratio_median": statistics.median(ratios),
         "ratio_min": min(ratios),
+        # CLI beside one core of spinning Python / CLI alone: what a busy neighbour core costs
+        "busy_neighbour_ratio_median": statistics.median(r["busy_neighbour_ratio"] for r in rounds),
+        "browser_cores_median": statistics.median(r["app"]["browser_cores"] for r in rounds),
+        "app_training_thread_runqueue_wait_median": statistics.median(app_waits) if app_waits else None,
         "page_ratio_median": statistics.median(page_ratios) if page_ratios else None,
         "cli_images_per_s_median": statistics.median(r["cli"]["images_per_s"] for r in rounds),
         "app_images_per_s_median": statistics.median(r["app"]["images_per_s"] for r in rounds),
@@ -260,19 +340,23 @@ def main() -> None:
     print()
     print(
         "| round | CLI images/s | app images/s (run) | page showed | app / CLI | "
-        "browser, server cores | load avg (CLI, app) |"
+        "CLI beside a busy core / CLI | browser, server cores | training thread waiting for a CPU (CLI, app) | "
+        "load avg (CLI, app) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for number, r in enumerate(rounds, 1):
         cli, app = r["cli"], r["app"]
         page_speed = f"{app['page_images_per_s']:,.0f}" if app["page_images_per_s"] else "–"
         print(
             f"| {number} | {cli['images_per_s']:,.0f} | {app['images_per_s']:,.0f} | {page_speed} | "
-            f"{r['ratio']:.3f} | {app['browser_cores']:.2f}, {app['server_cores']:.2f} | "
+            f"{r['ratio']:.3f} | {r['busy_neighbour_ratio']:.3f} | "
+            f"{app['browser_cores']:.2f}, {app['server_cores']:.2f} | "
+            f"{waiting(cli)}, {waiting(app)} | "
             f"{cli['load_average']:.2f}, {app['load_average']:.2f} |"
         )
     print(
-        f"\nmedian app / CLI: {summary['ratio_median']:.3f} (min {summary['ratio_min']:.3f}); wrote {args.json}"
+        f"\nmedian app / CLI: {summary['ratio_median']:.3f} (min {summary['ratio_min']:.3f}); CLI beside a "
+        f"busy core / CLI: {summary['busy_neighbour_ratio_median']:.3f}; wrote {args.json}"
     )
 
 
