@@ -146,6 +146,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and all its descendants (those alive while we look)."""
+    found, stack = [], [pid]
+    while stack:
+        current = stack.pop()
+        found.append(current)
+        stack += _children(current)
+    return found
+
+
 def server_rss_mb(pid: int) -> float:
     """Resident memory of `pid` and all its descendants, in MiB."""
     try:
@@ -155,9 +165,8 @@ def server_rss_mb(pid: int) -> float:
         return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
     except ImportError:
         pass
-    total_kb, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
+    total_kb = 0
+    for current in _process_tree(pid):
         try:
             status = Path(f"/proc/{current}/status").read_text()
         except OSError:
@@ -165,7 +174,6 @@ def server_rss_mb(pid: int) -> float:
         total_kb += next(
             (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0
         )
-        stack += _children(current)
     return total_kb / 1024
 
 
@@ -202,10 +210,8 @@ def thread_schedstats(pid: int) -> dict[str, tuple[int, int]]:
     descendants, from /proc/PID/task/TID/schedstat: the second is time the scheduler gave the
     thread's CPU to others.
     """
-    stats, pids = {}, [pid]
-    while pids:
-        current = pids.pop()
-        pids += _children(current)
+    stats = {}
+    for current in _process_tree(pid):
         for task in Path(f"/proc/{current}/task").glob("*"):
             try:
                 on_cpu, waiting, _ = (int(v) for v in (task / "schedstat").read_text().split())

@@ -78,13 +78,6 @@ def bench_lock():
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def spin_seconds(spinner: subprocess.Popen) -> float:
-    try:
-        return cpu_seconds(spinner.pid)
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 def run_sampling_threads(command: list[str], env: dict) -> tuple[subprocess.CompletedProcess, dict | None]:
     """Runs the CLI to its end, sampling its threads' schedstats on the way: the busiest one's
     shares of time on a CPU and waiting for one, from the first sample to the last."""
@@ -124,12 +117,12 @@ def cli_run(epochs: float, data_dir: str, folder: Path, busy_neighbour: bool = F
     if busy_neighbour:  # its own session, as the browser has: Linux shares CPU between sessions
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
         time.sleep(0.2)
-        spun_before, started = spin_seconds(spinner), time.monotonic()
+        spun_before, started = cpu_of([spinner.pid]), time.monotonic()
     try:
         done, training_thread = run_sampling_threads(command, env)
     finally:
         if spinner is not None:
-            spinner_cores = (spin_seconds(spinner) - spun_before) / (time.monotonic() - started)
+            spinner_cores = (cpu_of([spinner.pid]) - spun_before) / (time.monotonic() - started)
             spinner.kill()
             spinner.wait()
     if done.returncode != 0:

@@ -211,8 +211,6 @@ class TrainingJob(TrainingLoop):
         if self._thread is not None:
             raise RuntimeError("a TrainingJob starts once")
         self.touch()
-        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
-            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
         with _active_lock:
             alive = [job for job in _active if job.is_alive()]
@@ -231,6 +229,8 @@ class TrainingJob(TrainingLoop):
                 )
             self._thread = thread
             _active.add(self)
+            if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:  # a refused run leaves it as it was
+                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
             thread.start()  # inside the lock: the next count already sees this thread alive
         return self
 
