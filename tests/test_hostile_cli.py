@@ -220,7 +220,8 @@ def test_the_estimate_is_above_the_measured_peak_and_not_far_above(model, train)
                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout)
-    # Measured on this project's machine: 0.53 (IWAE), 0.58 (conv) and 0.93 (MLP) of the estimate.
+    # Measured on this project's machine, with the heap trimmed between phases: 0.53-0.61 (IWAE),
+    # 0.57-0.64 (conv) and 0.54-0.85 (MLP) of the estimate; untrimmed, the MLP reached 1.03.
     assert 0.4 * result["estimate"] <= result["measured"] <= result["estimate"], result
 
 

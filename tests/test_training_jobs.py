@@ -332,7 +332,7 @@ def test_freed_heap_of_a_finished_thread_goes_back_to_the_os():
     # threshold) and frees them; glibc keeps the pages until return_freed_heap_to_os trims them.
     script = textwrap.dedent("""
         import threading, numpy as np
-        from explorer.training.jobs import return_freed_heap_to_os
+        from vae_core.limits import return_freed_heap_to_os
         def rss_mb():
             return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
         def churn():

@@ -48,7 +48,7 @@ from .errors import VAEError
 from .evaluation import evaluate_model
 from .images import save_image_grid
 from .inference import sample_prior
-from .limits import MB, check_run_memory
+from .limits import MB, check_run_memory, return_freed_heap_to_os
 from .mnist import load_digits, load_train_validation
 from .train import Trainer, resolve_device
 
@@ -404,6 +404,7 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         )
     elif args.eval_k:
         test = load_digits("test", args.data_dir, train_config.binarization, model_config.image_size)
+        return_freed_heap_to_os()  # training's freed tensors, before the evaluation's own
         try:
             metrics["test"] = evaluate_model(trainer.model, test, args.eval_k, 100, seed=0)
         except KeyboardInterrupt:

@@ -27,7 +27,7 @@ from .config import ModelConfig, TrainConfig
 from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
-from .limits import validation_chunk
+from .limits import return_freed_heap_to_os, validation_chunk
 from .models import VAE, build_model
 from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
@@ -205,6 +205,7 @@ class Trainer:
         digits = self.validation_digits
         if digits is None:
             return {}
+        return_freed_heap_to_os()  # the steps' freed tensors: see estimate_run_memory's phases
         self.model.eval()
         total = min(len(digits), max_images)
         binary = digits.subset(slice(0, total)).fixed_binary(VALIDATION_SEED)

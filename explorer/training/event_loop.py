@@ -7,7 +7,6 @@ the control side only whether to stop (`_idle()`, `stop()`) or park (`_wait_whil
 
 from __future__ import annotations
 
-import ctypes
 import math
 import time
 
@@ -23,6 +22,7 @@ from vae_core import (
     decode,
     reconstruct,
 )
+from vae_core.limits import return_freed_heap_to_os
 
 RECON_DIGITS = 8
 PRIOR_SAMPLES = 16
@@ -30,19 +30,6 @@ SCATTER_DIGITS = 1000
 
 RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
 ENDED = (STOPPED, FINISHED, FAILED)
-
-
-def return_freed_heap_to_os() -> None:
-    """Hand the C heap's free pages back to the OS (glibc only; elsewhere nothing happens).
-
-    A run's batches and autograd buffers are freed when it ends, but glibc keeps them in the
-    training thread's arena: measured, the server stayed at its training peak afterwards. On a
-    host that gives the whole app ~690 MB, a finished run should not keep its peak.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def next_snapshot_at(started: float, spent: float, every_s: float, share: float) -> float:

@@ -42,7 +42,6 @@ from explorer.training.event_loop import RUNNING as RUNNING
 from explorer.training.event_loop import SCATTER_DIGITS as SCATTER_DIGITS
 from explorer.training.event_loop import STOPPED as STOPPED
 from explorer.training.event_loop import TrainingLoop
-from explorer.training.event_loop import return_freed_heap_to_os as return_freed_heap_to_os
 from explorer.training.history import HISTORY_SIZE, JobSnapshot, SnapshotHistory
 from explorer.training.history import LiveViews as LiveViews
 from vae_core import (
