@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 import torch
+from markdown_messages import shown
 from PIL import Image
 
 from explorer.figures.pictures import PATH_GIF_STEPS, digit_frames, path_gif, there_and_back
@@ -103,31 +104,12 @@ def open_link(page: str, params: dict[str, str], session_models: dict | None = N
     return at
 
 
-_PUNCTUATION = set("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
-
-
-def literal_text(markdown: str) -> str:
-    """What Markdown `markdown` shows, asserting it is shown literally: every ASCII punctuation
-    character backslash-escaped (so no link, image, HTML or emphasis can form)."""
-    shown, i = [], 0
-    while i < len(markdown):
-        ch = markdown[i]
-        if ch == "\\":
-            assert i + 1 < len(markdown) and markdown[i + 1] in _PUNCTUATION, markdown
-            shown.append(markdown[i + 1])
-            i += 2
-            continue
-        assert ch not in _PUNCTUATION and ch not in "\r\n", f"unescaped {ch!r} in {markdown!r}"
-        shown.append(ch)
-        i += 1
-    return "".join(shown)
-
-
 def warnings(at) -> list[str]:
-    """The link warnings as the visitor reads them (each checked to be escaped Markdown)."""
+    """The link warnings as the visitor reads them (each checked to quote the visitor's text only in
+    code spans, where no link can form)."""
     prefix = "Ignored from the link: "  # other warnings (e.g. an unreliable estimate) are the page's own
     return [
-        literal_text(w.value.removeprefix(prefix).removesuffix("."))
+        shown(w.value.removeprefix(prefix).removesuffix("."))
         for w in at.warning
         if w.value.startswith(prefix)
     ]
@@ -183,8 +165,8 @@ def test_a_conditional_latent_map_link_sets_the_decoded_label(pretrained):
 @pytest.mark.parametrize(
     ("params", "why", "dropped"),
     [
-        ({"model": "no-such-model", "z": "0,0"}, "model='no-such-model' is no model here", "model"),
-        ({"z": "abc"}, "z='abc' is not 2 numbers", "z"),
+        ({"model": "no-such-model", "z": "0,0"}, "model=no-such-model is no model here", "model"),
+        ({"z": "abc"}, "z=abc is not 2 numbers", "z"),
         ({"z": "1,2,3"}, "has 3 numbers", "z"),
         ({"z": "nan,1"}, "not finite", "z"),
         ({"z": "1e6,0"}, "outside ±50", "z"),
@@ -294,9 +276,9 @@ def test_bad_interpolate_values_warn_each_and_keep_the_defaults(pretrained):
     at = open_link(
         "interpolate", {"model": entry.name, "a": "x", "b": "10000000", "path": "curvy", "steps": "99"}
     )
-    shown = " | ".join(warnings(at))
-    for why in ("a='x'", "b=10000000 is out of range", "path='curvy'", "steps=99 is outside 3 to 25"):
-        assert why in shown, shown
+    said = " | ".join(warnings(at))
+    for why in ("a=x is not", "b=10000000 is out of", "path=curvy is not", "steps=99 is outside 3 to 25"):
+        assert why in said, said
     assert any(c.startswith("All 10 steps, linear") for c in captions(at))
     assert at.query_params["path"] == "linear" and at.query_params["steps"] == "10"
 

@@ -17,6 +17,7 @@ import zipfile
 
 import pytest
 import torch
+from markdown_messages import shown
 
 import vae_core.checkpoint as checkpoint_module
 from vae_core import CheckpointError, ModelConfig, TrainConfig, build_model, load_checkpoint
@@ -458,26 +459,25 @@ def session():
 
 
 @pytest.mark.parametrize(("data", "expect"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expect, session):
-    from explorer.state.share_links import escape_markdown
+def test_the_app_refuses_each_hostile_upload_with_one_inert_message(data, expect, session):
     from explorer.ui.resources import session_models
     from explorer.ui.sidebar import SELECTED_MODEL, _register_upload
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", data)
     assert not ok
-    assert message.startswith("\\[Log in\\]\\(https\\:\\/\\/evil\\.example\\)\\.safetensors was not loaded: ")
-    assert escape_markdown(expect) in message
-    assert "\n" not in message and "](" not in message  # one line of text, no live link
+    text = shown(message)  # the visitor's text only in code spans: no live link
+    assert text.startswith("[Log in](https://evil.example).safetensors was not loaded: ")
+    assert expect in text and "\n" not in message  # one line of text
     assert session_models() == {} and SELECTED_MODEL not in session
 
 
-def test_visitor_text_quoted_from_the_file_is_escaped_in_the_message(session):
+def test_visitor_text_quoted_from_the_file_is_inert_in_the_message(session):
     from explorer.ui.sidebar import _register_upload
 
     link = "[Log in](https://evil.example)"
     data = _edit(lambda h, b: h.update({link: {**h.pop(FIRST_IN_FILE), "dtype": "BOOL"}}))
     ok, message = _register_upload("m.safetensors", data)
-    assert not ok and "BOOL" in message and "\\[Log in\\]\\(https" in message and link not in message
+    assert not ok and "BOOL" in shown(message) and link in shown(message)
 
 
 def test_a_valid_upload_still_loads_and_is_selected(session):

@@ -6,10 +6,10 @@ variable take effect, and a bad variable falls back to the default instead of br
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import pytest
+from markdown_messages import shown
 from streamlit.testing.v1 import AppTest
 
 from explorer.training import jobs
@@ -58,8 +58,7 @@ def forget_run(at: AppTest) -> None:
 
 def assert_refused(at: AppTest, *words: str) -> None:
     assert not at.exception, at.exception
-    shown = [e.value for e in at.error]  # Markdown with the visitor's text escaped: read it as shown
-    errors = [re.sub(r"\\(.)", r"\1", value) for value in shown]
+    errors = [shown(e.value) for e in at.error]  # the visitor's text only in code spans: no link
     assert len(errors) == 1 and errors[0].startswith("Cannot start: "), errors
     assert "\n" not in errors[0] and len(errors[0]) < 400, errors[0]
     for word in words:
@@ -74,6 +73,7 @@ HOSTILE = [
     ({"train_hidden": "2048,2048,2048,2048"}, "this server allows 5,000,000"),  # parameters
     ({"train_hidden": "abc"}, "hidden sizes"),
     ({"train_hidden": "[Log in](https://evil.example)"}, "hidden sizes"),
+    ({"train_hidden": "https://evil.example/h"}, "https://evil.example/h"),  # quoted, in a code span
     ({"train_hidden": "-3"}, "hidden sizes"),
     ({"train_hidden": "1e9"}, "hidden sizes"),
     ({"train_hidden": "0"}, "positive width"),
@@ -103,6 +103,7 @@ HOSTILE = [
     ({"train_lr": "-1e-3"}, "learning rate"),
     ({"train_lr": "2"}, "learning rate"),
     ({"train_lr": "nan"}, "lr must be a finite number"),
+    ({"train_lr": "a@evil.example"}, "a@evil.example"),  # quoted, in a code span
     ({"train_lr": "inf"}, "lr must be a finite number"),
     ({"train_lr": "abc"}, "learning rate must be a number"),
     ({"train_lr": ""}, "learning rate must be a number"),
@@ -127,7 +128,6 @@ HOSTILE = [
 def test_each_hostile_value_gets_one_clear_error_and_starts_nothing(page, values, message):
     submit(page, **values)
     assert_refused(page, message)
-    assert "](https://" not in page.error[0].value  # quoted text shows as text: no live link
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
+from markdown_messages import shown
 
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import (
@@ -28,6 +29,7 @@ from explorer.state.share_links import (
     round_point,
     view_url,
 )
+from explorer.state.visitor_text import QUOTED_CHARS
 
 # --- points --------------------------------------------------------------------------------------
 
@@ -147,13 +149,13 @@ def test_whole_numbers_and_numbers_in_a_range():
 
 def test_choices_ignore_case_and_list_the_options_when_wrong():
     assert parse_choice("Spherical", ("linear", "spherical"), "path") == "spherical"
-    with pytest.raises(ShareLinkError, match="path='curvy' is not one of linear, spherical"):
+    with pytest.raises(ShareLinkError, match="path=` curvy ` is not one of linear, spherical"):
         parse_choice("curvy", ("linear", "spherical"), "path")
 
 
 def test_a_label_only_for_a_conditional_model():
     assert parse_label("3", conditional=True, model_name="cmlp2d") == 3
-    with pytest.raises(ShareLinkError, match="mlp2d is not a conditional model"):
+    with pytest.raises(ShareLinkError, match="` mlp2d ` is not a conditional model"):
         parse_label("3", conditional=False, model_name="mlp2d")
     with pytest.raises(ShareLinkError, match="outside 0 to 9"):
         parse_label("10", conditional=True, model_name="cmlp2d")
@@ -181,7 +183,7 @@ def test_pretrained_models_are_linked_by_name_and_session_models_by_key(entries)
 
 def test_an_unknown_model_names_the_shareable_ones(entries):
     with pytest.raises(
-        ShareLinkError, match=r"model='mine' is no model here \(the shared ones: mlp2d, mlp20\)"
+        ShareLinkError, match=r"model=` mine ` is no model here \(the shared ones: mlp2d, mlp20\)"
     ):
         find_model("mine", entries)  # a session model's bare name would be ambiguous across sessions
     with pytest.raises(ShareLinkError, match="the shared ones: none"):
@@ -209,14 +211,33 @@ def test_digit_indices_that_are_not_plain_ascii_numbers_warn(value):
         parse_index(value, 100)
 
 
-@pytest.mark.parametrize(
-    "payload", ["[Log in again](https://evil.example)", "![x](https://evil.example/x.png)", "<img src=x>"]
-)
-def test_a_models_name_from_a_link_is_escaped_markdown(payload):
-    from explorer.state.share_links import escape_markdown
+HOSTILE_VALUES = [
+    "https://evil.example/login",
+    "www.evil.example",
+    "admin@evil.example",
+    "[Log in again](https://evil.example)",
+    "![x](https://evil.example/x.png)",
+    '<a href="https://evil.example">x</a><img src=x>',
+    "``` `www.evil.example` ```",
+    "https://evil.example/" + "x" * 10_000,
+]
+EVERY_PARSER = {
+    "model": lambda v: find_model(v, []),
+    "digit": lambda v: parse_index(v, 100),
+    "steps": lambda v: parse_int_in(v, 3, 25, "steps"),
+    "T": lambda v: parse_float_in(v, 0.1, 2.0, "T"),
+    "label": lambda v: parse_label(v, False, "mlp2d"),
+    "path": lambda v: parse_choice(v, ("linear", "spherical"), "path"),
+    "z": lambda v: parse_point(v),
+}
 
+
+@pytest.mark.parametrize("parameter", EVERY_PARSER)
+@pytest.mark.parametrize("payload", HOSTILE_VALUES, ids=lambda v: v[:24])
+def test_a_refused_value_is_quoted_only_in_a_short_code_span(parameter, payload):
     with pytest.raises(ShareLinkError) as caught:
-        find_model(payload, [])
-    shown = escape_markdown(str(caught.value))
-    for ch in "[]()!<>":
-        assert all(shown[i - 1] == "\\" for i, c in enumerate(shown) if c == ch)
+        EVERY_PARSER[parameter](payload)
+    message = str(caught.value)
+    text = shown(message)  # fails if anything outside a code span could form a link
+    assert text.startswith(f"{parameter}=") and len(message) < 300, message
+    assert payload[:QUOTED_CHARS] in text

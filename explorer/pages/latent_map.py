@@ -14,13 +14,13 @@ from explorer.state.share_links import (
     LABEL_PARAM,
     POINT_PARAM,
     ShareLinkError,
-    escape_markdown,
     format_point,
     parse_index,
     parse_label,
     parse_point,
     round_point,
 )
+from explorer.state.visitor_text import inert, inert_reason
 from explorer.ui.drawing_canvas import draw_digit
 from explorer.ui.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
 from explorer.ui.resources import digits_for
@@ -69,7 +69,7 @@ def _restore_from_link() -> None:
     point, digit, label = (take_link_param(name) for name in (POINT_PARAM, DIGIT_PARAM, LABEL_PARAM))
     if point is not None and digit is not None:
         warn_ignored(
-            ShareLinkError(f"{DIGIT_PARAM}={digit}, since the link also gives a point {POINT_PARAM}")
+            ShareLinkError(f"{DIGIT_PARAM}={inert(digit)}, since the link also gives a point {POINT_PARAM}")
         )
     try:
         if point is not None:
@@ -191,7 +191,7 @@ with st.expander("Your own digit: draw one, or upload a photo or drawing (PNG or
             try:
                 own_pixels = mnist_style_digit(upload.getvalue(), config.image_size)
             except ValueError as exc:
-                st.error(f"{escape_markdown(upload.name)} was not used: {escape_markdown(str(exc))}.")
+                st.error(f"{inert(upload.name)} was not used: {inert_reason(exc)}.")
     else:
         st.caption("Draw one digit in white; the bin icon clears the canvas.")
         own_ink = draw_digit("own_digit_canvas")

@@ -35,7 +35,7 @@ from explorer.figures.training import (
     smooth,
 )
 from explorer.state.registry import ModelEntry
-from explorer.state.share_links import escape_markdown
+from explorer.state.visitor_text import inert_reason
 from explorer.training import jobs
 from explorer.training.exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.ui.latent_plane import latent_plane, points_payload
@@ -246,7 +246,7 @@ def settings_form(busy: bool) -> None:
         try:
             start_run(settings)
         except (VAEError, ValueError) as exc:  # ConfigError and DataError: the user can fix these
-            st.error(f"Cannot start: {escape_markdown(str(exc))}")  # it may quote the visitor's text
+            st.error(f"Cannot start: {inert_reason(exc)}")  # it may quote the visitor's text
             return
         st.rerun()  # redraw with the controls and the polling fragment
 

@@ -16,7 +16,8 @@ The parameters (each page reads only its own):
 
 Every value is visitor-controlled: numbers are read from ASCII digits only (int() and float() also
 take '²'-like Unicode digits, '1_000', 'nan' and 5000-digit strings), lengths are bounded before
-parsing, and messages quote a value shortened (`quoted`); pages show them through `escape_markdown`.
+parsing, and a message quotes a value only through visitor_text.inert (a short code span, never a
+link), so a ShareLinkError's text is Markdown a page can show as it is.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
+
+from explorer.state.visitor_text import inert
 
 if TYPE_CHECKING:
     from explorer.state.registry import ModelEntry
@@ -49,37 +52,20 @@ MAX_ABS_COORDINATE = 50.0
 
 # Longer than any value this app writes (a 2-D point is at most ~16 characters); longer is not a view.
 MAX_VALUE_CHARS = 64
-QUOTED_CHARS = 40  # how much of a bad value a message repeats
 MAX_INDEX_DIGITS = 9
 _WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_INDEX_DIGITS}}}")
 _DECIMAL = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]{1,3})?")
-_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
-
-
-def quoted(value: str) -> str:
-    """A visitor's value as a message repeats it: repr (so control characters show), cut to QUOTED_CHARS."""
-    text = str(value)
-    if len(text) > QUOTED_CHARS:
-        return repr(text[:QUOTED_CHARS]) + f"… ({len(text):,} characters)"
-    return repr(text)
-
-
-def escape_markdown(text: str) -> str:
-    """`text` so that Streamlit's Markdown shows it literally: every ASCII punctuation character
-    backslash-escaped (CommonMark allows it for all of them), which stops links, images, HTML,
-    emphasis, `:color[...]`, emoji shortcodes and $math$; line breaks become spaces."""
-    flat = "".join(" " if ch in "\r\n" or not ch.isprintable() else ch for ch in str(text))
-    return _ASCII_PUNCTUATION.sub(r"\\\1", flat)
 
 
 def _bounded(value: str, name: str) -> str:
     if len(value) > MAX_VALUE_CHARS:
-        raise ShareLinkError(f"{name}={quoted(value)} is too long to be a value of this app")
+        raise ShareLinkError(f"{name}={inert(value)} is too long to be a value of this app")
     return value
 
 
 class ShareLinkError(ValueError):
-    """A query parameter that cannot be used; the message says which, and why."""
+    """A query parameter that cannot be used; the message says which, and why, in Markdown that
+    quotes the visitor's value only through visitor_text.inert."""
 
 
 def model_url_name(entry: ModelEntry) -> str:
@@ -95,7 +81,7 @@ def find_model(value: str, entries: Iterable[ModelEntry]) -> str:
             return entry.key
     names = ", ".join(model_url_name(entry) for entry in entries if entry.origin == "pretrained")
     raise ShareLinkError(
-        f"{MODEL_PARAM}={quoted(value)} is no model here (the shared ones: {names or 'none'})"
+        f"{MODEL_PARAM}={inert(value)} is no model here (the shared ones: {names or 'none'})"
     )
 
 
@@ -104,7 +90,7 @@ def parse_index(value: str, count: int, name: str = DIGIT_PARAM) -> int:
     text = _bounded(value, name).strip(" ")
     # ASCII digits only: str.isdigit() also passes '²' and '٣', which int() then refuses or reads
     if not (_WHOLE.fullmatch(text) and not text.startswith("-")):
-        raise ShareLinkError(f"{name}={quoted(value)} is not a digit index (a whole number from 0)")
+        raise ShareLinkError(f"{name}={inert(value)} is not a digit index (a whole number from 0)")
     index = int(text)
     if index >= count:
         raise ShareLinkError(
@@ -117,7 +103,7 @@ def parse_int_in(value: str, low: int, high: int, name: str) -> int:
     """A whole number in [low, high]."""
     text = _bounded(value, name).strip(" ")
     if not _WHOLE.fullmatch(text):
-        raise ShareLinkError(f"{name}={quoted(value)} is not a whole number")
+        raise ShareLinkError(f"{name}={inert(value)} is not a whole number")
     number = int(text)
     if not low <= number <= high:
         raise ShareLinkError(f"{name}={number} is outside {low} to {high}")
@@ -128,17 +114,17 @@ def parse_float_in(value: str, low: float, high: float, name: str) -> float:
     """A finite number in [low, high]."""
     text = _bounded(value, name).strip(" ")
     if not _DECIMAL.fullmatch(text):  # no 'nan', 'inf', '1_0' or non-ASCII digits
-        raise ShareLinkError(f"{name}={quoted(value)} is not a number")
+        raise ShareLinkError(f"{name}={inert(value)} is not a number")
     number = float(text)
     if not low <= number <= high:  # 1e999 reads as inf, which is outside too
-        raise ShareLinkError(f"{name}={quoted(value)} is outside {low:g} to {high:g}")
+        raise ShareLinkError(f"{name}={inert(value)} is outside {low:g} to {high:g}")
     return number
 
 
 def parse_label(value: str, conditional: bool, model_name: str) -> int:
     """The class (0 to 9) a conditional decoder draws; an unconditional model has none to set."""
     if not conditional:
-        raise ShareLinkError(f"{LABEL_PARAM}={quoted(value)}: {model_name} is not a conditional model")
+        raise ShareLinkError(f"{LABEL_PARAM}={inert(value)}: {inert(model_name)} is not a conditional model")
     return parse_int_in(value, 0, 9, LABEL_PARAM)
 
 
@@ -148,7 +134,7 @@ def parse_choice(value: str, options: Sequence[str], name: str) -> str:
     for option in options:
         if option.lower() == wanted:
             return option
-    raise ShareLinkError(f"{name}={quoted(value)} is not one of {', '.join(options)}")
+    raise ShareLinkError(f"{name}={inert(value)} is not one of {', '.join(options)}")
 
 
 def parse_point(value: str, dimension: int = 2, name: str = POINT_PARAM) -> tuple[float, ...]:
@@ -158,15 +144,15 @@ def parse_point(value: str, dimension: int = 2, name: str = POINT_PARAM) -> tupl
                      for part in parts):  # fmt: skip
         numbers = [float(part) for part in parts]
     else:
-        raise ShareLinkError(f"{name}={quoted(value)} is not {dimension} numbers like 0.5,-1.2")
+        raise ShareLinkError(f"{name}={inert(value)} is not {dimension} numbers like 0.5,-1.2")
     if len(numbers) != dimension:
         raise ShareLinkError(
-            f"{name}={quoted(value)} has {len(numbers)} numbers; the map's point has {dimension}"
+            f"{name}={inert(value)} has {len(numbers)} numbers; the map's point has {dimension}"
         )
     if not all(math.isfinite(number) for number in numbers):
-        raise ShareLinkError(f"{name}={quoted(value)} is not finite")
+        raise ShareLinkError(f"{name}={inert(value)} is not finite")
     if max(abs(number) for number in numbers) > MAX_ABS_COORDINATE:
-        raise ShareLinkError(f"{name}={quoted(value)} lies outside ±{MAX_ABS_COORDINATE:g}")
+        raise ShareLinkError(f"{name}={inert(value)} lies outside ±{MAX_ABS_COORDINATE:g}")
     return round_point(numbers)
 
 

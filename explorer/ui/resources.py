@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from explorer.state.registry import PRETRAINED_DIR
-from explorer.state.share_links import escape_markdown
+from explorer.state.visitor_text import inert
 
 if TYPE_CHECKING:
     import torch
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 SCATTER_DIGITS = 2000  # test digits drawn on latent maps: enough to see structure, light to draw
 KEPT_RESULTS = 12  # a session keeps a page's latest results, not all it ever computed
+CARD_TEXT_CHARS = 300  # of a checkpoint's text fields on its card (the longest shipped command: 171)
 
 
 # Written by scripts/make_overview_cards.py beside the checkpoints it describes.
@@ -146,7 +147,7 @@ def overview_card(entry: ModelEntry) -> dict:
         "Architecture": config.describe(),
         "Decoder": "Bernoulli logits per pixel",
         "Images": f"{config.image_size}×{config.image_size}",
-        "Binarisation": escape_markdown(train_config.get("binarization", "—")),
+        "Binarisation": train_config.get("binarization", "—"),  # load_checkpoint allows BINARIZATIONS only
         "Objective": (
             f"IWAE, k={train_config.get('k')}" if train_config.get("objective") == "iwae" else "ELBO"
         )
@@ -162,14 +163,14 @@ def overview_card(entry: ModelEntry) -> dict:
             if metrics
             else "—"
         ),
-        # text fields of an uploaded checkpoint are the uploader's words: shown literally
-        "Trained on": escape_markdown(metrics.get("data", "—")),
+        # text fields of an uploaded checkpoint are the uploader's words: inert
+        "Trained on": inert(metrics["data"], CARD_TEXT_CHARS) if "data" in metrics else "—",
         "Training time": (
-            f"{metrics['train_seconds'] / 60:.1f} min on {escape_markdown(metrics.get('device', '?'))}"
+            f"{metrics['train_seconds'] / 60:.1f} min on {inert(metrics.get('device', '?'), CARD_TEXT_CHARS)}"
             if "train_seconds" in metrics
             else "—"
         ),
-        "Command": escape_markdown(metrics["command"]) if "command" in metrics else "—",
+        "Command": inert(metrics["command"], CARD_TEXT_CHARS) if "command" in metrics else "—",
         "Origin": entry.origin,
     }
     nll_help = (

@@ -16,10 +16,10 @@ import streamlit as st
 from explorer.state.share_links import (
     MODEL_PARAM,
     ShareLinkError,
-    escape_markdown,
     find_model,
     model_url_name,
 )
+from explorer.state.visitor_text import inert, inert_reason
 from explorer.ui.resources import (
     available_models,
     explore_digits,
@@ -74,7 +74,6 @@ def checkpoint_from_upload(name: str, data: bytes):
 
 
 MAX_SHOWN_NAME_CHARS = 80  # an upload's name as messages and the model picker show it
-MAX_REASON_CHARS = 600
 
 
 def _shortened(text: str, limit: int) -> str:
@@ -82,27 +81,26 @@ def _shortened(text: str, limit: int) -> str:
 
 
 def model_label_from_file_name(name: str) -> str:
-    """The name an uploaded model goes by on every page: the file's stem cut to letters, digits and
-    `-_.` (pages put model names in Markdown, headings and file names; a visitor chose this one)."""
-    kept = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(name)).stem).strip("._") or "uploaded"
+    """The name an uploaded model goes by on every page: the file's stem cut to letters, digits, `-`
+    and `_` (pages put model names in Markdown, headings and file names; a visitor chose this one).
+    No `.`, `@` or `:`: Markdown makes a live link of `www.evil.example`, `a@evil.example` and
+    `https://…` wherever they stand, even inside another word (`x_www.evil.example`)."""
+    kept = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(str(name)).stem).strip("_") or "uploaded"
     return _shortened(kept, MAX_SHOWN_NAME_CHARS)
 
 
 def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     """Load an upload into this session's models and select it: (True, what was loaded), or
-    (False, why not) with nothing registered. The message is Markdown with the visitor's text
-    (the file's name, anything the reason quotes from the file) escaped and shortened."""
+    (False, why not) with nothing registered. The message is Markdown in which the visitor's text
+    (the file's name, anything the reason quotes from the file) is inert and shortened."""
     from explorer.state.registry import ModelEntry
     from vae_core import CheckpointError
 
-    shown_name = escape_markdown(_shortened(name, MAX_SHOWN_NAME_CHARS))
+    shown_name = inert(name, MAX_SHOWN_NAME_CHARS)
     try:
         checkpoint = checkpoint_from_upload(name, data)
     except CheckpointError as exc:
-        return (
-            False,
-            f"{shown_name} was not loaded: {escape_markdown(_shortened(str(exc), MAX_REASON_CHARS))}",
-        )
+        return False, f"{shown_name} was not loaded: {inert_reason(exc)}"
     except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
         return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
     key = f"uploaded:{name}:{len(session_models())}"

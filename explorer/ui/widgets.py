@@ -16,7 +16,6 @@ import streamlit as st
 from explorer.state.share_links import (
     MODEL_PARAM,
     ShareLinkError,
-    escape_markdown,
     model_url_name,
     parse_index,
     view_url,
@@ -115,16 +114,11 @@ def restore_from_link(readers: dict[str, tuple[str, Callable[[str], object]]]) -
             warn_ignored(exc)
 
 
-MAX_WARNING_CHARS = 300  # a message quotes values shortened already; this bounds any other
-
-
 def warn_ignored(error: ShareLinkError, target=st) -> None:
-    """The reason a link's value was ignored, shown literally: it quotes what the visitor sent, and
-    st.warning renders Markdown (a value like `[Log in](https://evil)` would be a live link)."""
-    text = str(error)
-    if len(text) > MAX_WARNING_CHARS:
-        text = text[:MAX_WARNING_CHARS] + "…"
-    target.warning(f"Ignored from the link: {escape_markdown(text)}.", icon="🔗")
+    """The reason a link's value was ignored. Its text is Markdown made by share_links, which quotes
+    the visitor's value only through visitor_text.inert: shown whole (cutting it could open a code
+    span that the visitor's text then closes), and bounded because every quoted value is."""
+    target.warning(f"Ignored from the link: {error}.", icon="🔗")
 
 
 def write_url_params(params: dict[str, str]) -> None:
