@@ -9,7 +9,10 @@ tests/browser/test_visitor_text_in_browser.py. So every message that repeats wha
 (a link's value, a file's name, text read from an uploaded file, a form value quoted back by an
 error) puts that text through `inert`, and nothing a visitor sent reaches Markdown any other way.
 
-Pure functions, no Streamlit: share links build their messages here, pages show them.
+(One thing a span does not keep: Streamlit rewrites `:material/` to `:material_` in all Markdown
+before parsing it, so such a value shows with an underscore; it stays text.)
+
+Pure functions, no Streamlit, in state/ (the lowest room) so share_links can quote with it too.
 """
 
 from __future__ import annotations
