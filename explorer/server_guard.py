@@ -9,14 +9,15 @@ what Streamlit's frontend would. Three layers bound it:
    Train page accepts, 5 M parameters, about 10 MB). `server.maxWidgetStateSize` (2 MB) is what
    Streamlit accepts from a client before parsing the protobuf: a drawing on the canvas is a few
    hundred kB.
-2. Shape, here (`refusal`): a message Streamlit would turn into an exception box or into
-   unbounded work is dropped, and logged, before Streamlit sees it: empty, over-long or repeated
-   widget ids; JSON values (components' states and trigger values) that are not strict JSON,
-   nest deeper than MAX_JSON_DEPTH (json.loads recursed into a RecursionError at 100,000),
-   hold an integer of more than MAX_INT_DIGITS digits (Python refuses 4,300 with a ValueError) or
-   a non-finite number. A component's list of trigger events keeps the last event of each name:
-   Streamlit runs the callback once per event and rebuilds the component's state view each time,
-   so 10,000 events in one message cost 26 s of CPU; the app's callbacks read only the last value.
+2. Shape, here (`screen`): a widget value that Streamlit would turn into an exception box or into
+   unbounded work is taken out of the rerun request, and logged, before Streamlit sees it; the
+   rerun goes on as if that widget had not changed. Refused: empty, over-long or repeated widget
+   ids; JSON values (components' states and trigger values) that are not strict JSON, nest deeper
+   than MAX_JSON_DEPTH (json.loads recursed into a RecursionError at 100,000), hold an integer of
+   more than MAX_INT_DIGITS digits (Python refuses 4,300 with a ValueError) or a non-finite number.
+   A component's list of trigger events keeps the last event of each name: Streamlit runs the
+   callback once per event and rebuilds the component's state view each time (10,000 click events
+   in one message cost 26 s of CPU), and the app's callbacks read only the last value anyway.
 3. Meaning, in the parse functions of the pages' widgets (e.g. `latent_plane.click_value`):
    types, ranges, indices.
 
@@ -26,7 +27,9 @@ frontend only offers it in development mode). It is ignored and logged, as is `s
 
 The guard wraps one method, `AppSession.handle_backmsg`, the single entry of every client message
 into the runtime (Streamlit 1.67: the websocket handler calls `Runtime.handle_backmsg`, which
-hands it to the session). `install` is called by app.py on every run and patches once per process.
+hands it to the session). `install` is called by app.py on every run and patches once per process;
+the few sessions whose first message arrived before that have their received values screened by
+the same rules in their first run, before any widget reads them.
 It was written against EXPECTED_STREAMLIT; a test fails when the installed version differs, so the
 wrapped method is re-read before the pin moves.
 """
@@ -61,7 +64,7 @@ _installed = False
 
 
 class Refused(ValueError):
-    """A client message that is not passed on; the text says why (for the server's log)."""
+    """A value from a client that is not passed on; the text says why (for the server's log)."""
 
 
 # --- JSON values ------------------------------------------------------------------------------------
@@ -146,24 +149,29 @@ def check_widget_state(state: WidgetState) -> None:
             state.json_trigger_value = json.dumps(kept)
 
 
-def refusal(msg: BackMsg) -> str | None:
-    """Why `msg` must not reach the session (None: it may, maybe with its trigger lists cut)."""
-    kind = msg.WhichOneof("type")
-    if kind in IGNORED_MESSAGES:
-        return f"{kind} is not taken from visitors on this server"
-    if kind != "rerun_script":
-        return None
-    widgets = msg.rerun_script.widget_states.widgets
-    if len(widgets) > MAX_WIDGETS:
-        return f"{len(widgets):,} widget states in one message (limit {MAX_WIDGETS:,})"
-    if len({state.id for state in widgets}) < len(widgets):
-        return "a widget id sent twice in one message"
-    try:
-        for state in widgets:
-            check_widget_state(state)
-    except Refused as exc:
-        return str(exc)
-    return None
+def screen(msg: BackMsg) -> list[str]:
+    """Make a rerun request safe to hand to Streamlit, in place; returns what was taken out and why.
+
+    A widget state `check_widget_state` refuses is removed, so the rerun happens as if that widget
+    had not changed: the visitor's page stays as it was, with no exception box. A message with more
+    than MAX_WIDGETS states or a repeated id (the frontend sends each widget once) loses them all.
+    """
+    if msg.WhichOneof("type") != "rerun_script":
+        return []
+    states = msg.rerun_script.widget_states.widgets
+    if len(states) > MAX_WIDGETS or len({state.id for state in states}) < len(states):
+        distinct = len({state.id for state in states})
+        note = f"{len(states):,} widget states with {distinct:,} distinct ids (at most {MAX_WIDGETS:,}, each once)"
+        del states[:]
+        return [note]
+    notes = []
+    for index in reversed(range(len(states))):  # from the end, so deleting keeps the indices valid
+        try:
+            check_widget_state(states[index])
+        except Refused as exc:
+            notes.append(f"widget {states[index].id[:80]!r}: {exc}")
+            del states[index]
+    return notes
 
 
 def sanitise_received_widget_states(session_state) -> int:
@@ -205,11 +213,12 @@ def install() -> None:
             unguarded = AppSession.handle_backmsg
 
             def handle_backmsg(session: AppSession, msg: BackMsg) -> None:
-                reason = refusal(msg)
-                if reason is not None:
-                    _LOGGER.warning("Dropped a %s message from session %s: %s",
-                                    msg.WhichOneof("type"), session.id, reason)  # fmt: skip
+                kind = msg.WhichOneof("type")
+                if kind in IGNORED_MESSAGES:
+                    _LOGGER.warning("Ignored %s from session %s: not taken from visitors", kind, session.id)
                     return
+                for note in screen(msg):
+                    _LOGGER.warning("Dropped from session %s's rerun: %s", session.id, note)
                 unguarded(session, msg)
 
             handle_backmsg.unguarded = unguarded  # type: ignore[attr-defined]
