@@ -223,9 +223,10 @@ def install() -> None:
 
             handle_backmsg.unguarded = unguarded  # type: ignore[attr-defined]
             AppSession.handle_backmsg = handle_backmsg  # type: ignore[method-assign]
-            if Runtime.exists():
+            runtime = Runtime.instance() if Runtime.exists() else None
+            if type(runtime) is Runtime:  # not under AppTest, whose Runtime is a mock with no sessions
                 _sessions_before_install.update(
-                    info.session.id for info in Runtime.instance()._session_mgr.list_sessions()
+                    info.session.id for info in runtime._session_mgr.list_sessions()
                 )
             _installed = True
         ctx = get_script_run_ctx()

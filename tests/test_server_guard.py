@@ -175,3 +175,18 @@ def test_dragged_paths_stay_within_the_coordinate_bound():
         {**good, "end": [0.0, 1.0, 2.0]}, {**good, "walk": 10**40}, {**good, "start": None},
     ):  # fmt: skip
         assert path_value(bad, latent_dim=2, steps=10) is None, bad
+
+
+def test_values_received_before_the_guard_are_screened_by_the_same_rules():
+    # A process's first visitors send their first message before app.py installs the guard: those
+    # values wait, serialised, until a widget reads them, and are screened in the first run.
+    from streamlit.runtime.state.session_state import Serialized, SessionState, Value
+
+    from explorer.server_guard import sanitise_received_widget_states
+
+    state = SessionState()
+    deep = trigger("[" * 100_000 + "]" * 100_000)
+    held = state._new_widget_state.states
+    held.update({GOOD.id: Serialized(GOOD), deep.id: Serialized(deep), "read": Value([1, 2])})
+    assert sanitise_received_widget_states(state) == 1
+    assert set(held) == {GOOD.id, "read"}
