@@ -2,9 +2,11 @@
 
 import streamlit as st
 
+from explorer import server_guard
 from explorer.ui.resources import app_torch
 from explorer.ui.sidebar import build_sidebar
 
+server_guard.install()  # before any widget reads a value a visitor sent
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
 
 PAGES = [

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import math
 import struct
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ from torch import nn
 
 from explorer.figures.plots import plane_bounds
 from explorer.state.registry import ModelEntry
+from explorer.state.share_links import MAX_ABS_COORDINATE
 from explorer.ui.resources import LatentCodes, digits_for, latent_codes
 from vae_core import LatentProjection, encode
 
@@ -300,9 +302,10 @@ def latent_plane(
 
     # One JSON string, not the dict: Streamlit checks each value of a dict for a dataframe, and
     # that check imports pandas and pyarrow (about 68 MB, 0.7 s) on a page that needs neither.
+    # allow_nan=False: the browser's JSON.parse fails on NaN or Infinity, and none should be here.
     _component(
-        key=key, data=json.dumps(view), height="content", on_click_change=event("click", on_click),
-        on_path_change=event("path", on_path),
+        key=key, data=json.dumps(view, allow_nan=False), height="content",
+        on_click_change=event("click", on_click), on_path_change=event("path", on_path),
     )  # fmt: skip
     _mount_payload(blob)
     if thumbnails:
@@ -310,8 +313,22 @@ def latent_plane(
                                     lambda: thumbnail_payload(entry, thumbnails, model_id)))  # fmt: skip
 
 
+def _coordinate(value) -> bool:
+    """A number a visitor may send as a coordinate: an int or float (not a bool), finite, within
+    ±MAX_ABS_COORDINATE (the bound a shared link has; far outside any prior's mass)."""
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and abs(value) <= MAX_ABS_COORDINATE
+    )
+
+
 def path_value(value, latent_dim: int, steps: int) -> tuple[list[float], list[float], int] | None:
-    """A dragged path's trigger value as (start latent, end latent, walk step), or None if malformed."""
+    """A dragged path's trigger value as (start latent, end latent, walk step), or None if malformed.
+
+    The value travels over the websocket from the visitor's machine: every field is checked.
+    """
     if not isinstance(value, dict):
         return None
     ends = [value.get("start"), value.get("end")]
@@ -319,24 +336,23 @@ def path_value(value, latent_dim: int, steps: int) -> tuple[list[float], list[fl
     if not (isinstance(walk, int) and not isinstance(walk, bool) and 0 <= walk < steps):
         return None
     for end in ends:
-        if not (isinstance(end, list) and len(end) == latent_dim):
-            return None
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in end):
+        if not (isinstance(end, list) and len(end) == latent_dim and all(map(_coordinate, end))):
             return None
     return [float(v) for v in ends[0]], [float(v) for v in ends[1]], walk
 
 
-def click_value(value) -> tuple[float, float, int | None] | None:
+def click_value(value, count: int | None = None) -> tuple[float, float, int | None] | None:
     """A click trigger value as (x, y, digit index or None); None for anything malformed.
 
-    The browser is trusted code but the value travels over the websocket: check it.
+    The value travels over the websocket from the visitor's machine: a point's coordinates must be
+    finite and within ±MAX_ABS_COORDINATE, a digit's index below `count` (the digits on the plane).
     """
     if not isinstance(value, dict):
         return None
     digit = value.get("digit")
-    if isinstance(digit, int) and not isinstance(digit, bool) and digit >= 0:
-        return (0.0, 0.0, digit)
+    if isinstance(digit, int) and not isinstance(digit, bool):
+        return (0.0, 0.0, digit) if digit >= 0 and (count is None or digit < count) else None
     x, y = value.get("x"), value.get("y")
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in (x, y)):
+    if _coordinate(x) and _coordinate(y):
         return (float(x), float(y), None)
     return None
