@@ -24,10 +24,38 @@ CURVE_TERMS = (
 )
 
 
+def train_bound_name(objective: str, k: int) -> str:
+    """The name of what a run's "elbo" field holds in its training events: an IWAE run trains on (and
+    reports) its k-sample bound, an ELBO run the ELBO. Its validation points are the ELBO either way,
+    so every chart and metric of training says which it shows (the Train page, the Overview's curve)."""
+    return f"IWAE bound (k={k})" if objective == "iwae" else "ELBO"
+
+
 def bound_title(objective: str, k: int) -> str:
-    """What the "elbo" curve holds: an IWAE run trains on (and reports) its k-sample bound, while its
-    validation points are the ELBO, so the chart and the metric must say which is which."""
-    return f"IWAE bound (k={k}); validation: ELBO" if objective == "iwae" else "ELBO"
+    """The Train page's title for the "elbo" chart, which holds training and validation points."""
+    name = train_bound_name(objective, k)
+    return f"{name}; validation: ELBO" if name != "ELBO" else name
+
+
+NO_DATA = "no data yet"
+
+
+def metric_tiles(events: list[dict], objective: str, k: int) -> list[tuple[str, str, str]]:
+    """The Train page's five tiles, (label, value, help), from the events a run had published by the
+    step on screen: a time travel to step 0 shows "—", not the newest values."""
+    steps = [e for e in events if e["kind"] == "step"]
+    last = events[-1] if events else None
+    validation = next((e["validation"] for e in reversed(events) if e.get("validation")), None)
+    terms = (("elbo", train_bound_name(objective, k)), ("recon", "Reconstruction"), ("kl", "KL"))
+    tiles = []
+    for name, label in terms:
+        value = smooth([e[name] for e in steps])[-1] if steps else last[name] if last else None
+        tiles.append((f"Train {label}", "—" if value is None else f"{value:.1f}",
+                      "Smoothed over recent steps, nats per image"))  # fmt: skip
+    tiles.append(("Validation ELBO", f"{validation['elbo']:.1f}" if validation else "—",
+                  "After each epoch, fixed noise, nats per image"))  # fmt: skip
+    tiles.append(("β now", f"{last['beta']:.2f}" if last else "—", "The KL term's weight at this step"))
+    return tiles
 
 
 STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
@@ -99,7 +127,9 @@ def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_point
             )
         )
     if not frames:
-        return pd.DataFrame({"epoch": pd.Series(dtype=float), "value": pd.Series(dtype=float), "series": ""})
+        # One row that only the "no data yet" text layer draws: an empty frame left every scale
+        # without a domain (no axes, and Vega's "Infinite extent" warnings on each redraw).
+        return pd.DataFrame({"epoch": [0.0], "value": [0.0], "series": [NO_DATA]})
     return pd.concat(frames, ignore_index=True)
 
 
@@ -134,6 +164,8 @@ def curve_spec(title: str) -> dict:
             {"transform": _only(SMOOTHED), "mark": {"type": "line", "strokeWidth": 2}},
             {"transform": _only(EPOCH), "mark": {"type": "point", "size": 60, "filled": False}},
             {"transform": _only(VALIDATION), "mark": {"type": "line", "point": True, "strokeWidth": 2}},
+            {"transform": _only(NO_DATA), "mark": {"type": "text", "text": NO_DATA},
+             "encoding": {"color": {"value": "grey"}, "tooltip": None}},
         ],
     }  # fmt: skip
 
