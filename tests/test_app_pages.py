@@ -102,26 +102,65 @@ def test_page_renders_for_every_model(app, page):
 # Interpolate
 
 
+def step_caption(at) -> str:
+    """The walk's caption: the step on show, its t and ‖z‖."""
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Step ")]
+    return caption
+
+
 def test_interpolate_steps_slider_sets_the_strip_and_the_walk(app):
     at = open_page(app, "interpolate", latent_dim=2)
     strip_url, caption = image_with_caption(at, r"^All \d+ steps")
     assert caption.startswith("All 10 steps, linear")
-    first_url, first_caption = image_with_caption(at, r"^Step ")
-    assert first_caption.startswith("Step 1 of 10 · t = 0.00")
+    assert step_caption(at).startswith("Step 1 of 10 · t = 0.00")
 
     at.slider(key="interp_walk").set_value(10).run()
-    last_url, last_caption = image_with_caption(at, r"^Step ")
-    assert last_caption.startswith("Step 10 of 10 · t = 1.00")
-    assert last_url != first_url
+    assert step_caption(at).startswith("Step 10 of 10 · t = 1.00")
 
     at.slider(key="interp_steps").set_value(5).run()
     assert not at.exception
     new_strip_url, caption = image_with_caption(at, r"^All \d+ steps")
     assert caption.startswith("All 5 steps") and new_strip_url != strip_url
     # The walk was at step 10: with 5 steps it stays on the path, at its end.
-    _, walk_caption = image_with_caption(at, r"^Step ")
-    assert walk_caption.startswith("Step 5 of 5 · t = 1.00")
+    assert step_caption(at).startswith("Step 5 of 5 · t = 1.00")
     assert at.slider(key="interp_walk").value == 5
+
+
+def test_interpolate_shows_the_step_once_and_says_what_slerp_does_for_this_latent_size(app):
+    """The step was drawn twice (a 280 px picture beside the plane's own decode); slerp was said to keep
+    ‖z‖ (it does only when both ends have the same norm), with a many-dimensions argument on a 2-D model."""
+    at = open_page(app, "interpolate", latent_dim=2)
+    assert not [c for image in at.image for c in image.captions if c.startswith("Step ")]
+    note = at.caption[0].value
+    assert "only when ‖a‖ = ‖b‖" in note and "1 / cos(ω/2)" in note
+    assert "keeping the norm" not in note and "many dimensions" not in note
+    assert "With 2 latent dimensions the prior's ‖z‖ has no thin shell" in note
+    at = open_page(app, "interpolate", latent_dim=8)
+    assert (
+        "with 8 latent dimensions, draws from the prior N(0, I) have ‖z‖ close to √8 ≈ 2.8"
+        in at.caption[0].value
+    )
+
+
+def test_slerp_as_the_page_describes_it():
+    """Checked in float64 against the page's words: at t = ½ the straight line's middle pushed out by
+    1 / cos(ω/2); ‖z‖ constant when ‖a‖ = ‖b‖ and not otherwise; every point beyond the chord."""
+    import numpy as np
+
+    from vae_core import interpolate
+
+    a, b = torch.tensor([1.5, -0.4]), torch.tensor([0.3, 1.9])
+    path = interpolate(a, b, 11, "spherical").double().numpy()
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    omega = np.arccos(a64 @ b64 / np.linalg.norm(a64) / np.linalg.norm(b64))
+    np.testing.assert_allclose(path[5], (a64 + b64) / 2 / np.cos(omega / 2), atol=1e-5)
+    norms = np.linalg.norm(path, axis=1)
+    assert norms.max() - norms.min() > 0.1  # different norms at the ends: ‖z‖ is not kept
+    # coefficients of a and b along the path sum to at least 1: beyond the chord, away from the origin
+    coefficients = np.linalg.solve(np.stack([a64, b64], axis=1), path.T)
+    assert (coefficients.sum(axis=0) >= 1 - 1e-5).all()
+    same = interpolate(a, a.norm() * b / b.norm(), 11, "spherical").norm(dim=1)
+    np.testing.assert_allclose(same.numpy(), float(a.norm()), rtol=1e-5)
 
 
 def test_interpolate_spherical_path_differs_from_linear(app):
@@ -148,7 +187,7 @@ def test_interpolate_draws_the_path_on_principal_components_for_a_larger_latent(
     assert any("principal components of the 8-D codes" in caption.value for caption in at.caption)
     at.slider(key="interp_walk").set_value(4).run()
     assert not at.exception
-    assert image_with_caption(at, r"^Step ")[1].startswith("Step 4 of 10")
+    assert step_caption(at).startswith("Step 4 of 10")
 
 
 # Samples
