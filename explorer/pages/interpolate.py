@@ -119,8 +119,8 @@ shown = position - 1
 step_text = f"Step {position} of {steps}"
 st.caption(f"{step_text} · t = {shown / (steps - 1):.2f} · ‖z‖ = {path[shown].norm():.2f}")
 
-# The step is shown once, beside the plane: the plane decodes MLP models in the browser (and follows a
-# drag at once); other decoders run here and the plane shows the server's picture in the same place.
+# The step and the strip are shown once, by the plane: it decodes MLP models in the browser (and follows
+# a drag at once); other decoders run here, the plane shows the step's picture and the strip goes below.
 decoded_here = None if payload_meta(cached_model_payload(entry, codes))["decodable"] else images[shown]
 plane_column = st.container()
 with plane_column:
@@ -151,13 +151,13 @@ with plane_column:
             "this plane; its other coordinates stay."
         )
 
-strip = grid_picture(images, config.image_size, columns=steps, scale=2)
-# A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
-st.container(width=strip.shape[1]).image(
-    strip,
-    caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
-    width="stretch",
-)
+strip_caption = f"All {steps} steps, {method}: from #{start} (left) to #{end} (right)."
+if decoded_here is None:  # the plane draws the strip under the map, its walk step framed in red
+    st.caption(f"{strip_caption[:-1]}, in the strip under the map (the step on show framed in red).")
+else:
+    strip = grid_picture(images, config.image_size, columns=steps, scale=2)
+    # A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
+    st.container(width=strip.shape[1]).image(strip, caption=strip_caption, width="stretch")
 
 # Take-aways: the strip as shown, and an animation decoded more finely along the same path. The
 # files are encoded only when a button is clicked (in a worker thread), not on every rerun.
