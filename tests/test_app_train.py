@@ -280,8 +280,9 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     assert tiles == ["—"] * 5
     curves = [frame for spec, frame in charts(app) if spec.get("title") in dict(CURVE_TERMS).values()]
     assert len(curves) == len(CURVE_TERMS)
-    for frame in curves:  # one finite point, drawn only by the "no data yet" text layer
-        assert list(frame["series"]) == [NO_DATA] and np.isfinite(frame[["epoch", "value"]].to_numpy()).all()
+    for frame in curves:  # one finite point shown, the "no data yet" text; the other layers' rows hidden
+        assert list(frame[frame["shown"]]["series"]) == [NO_DATA]
+        assert np.isfinite(frame[["epoch", "value"]].to_numpy()).all()
     app.get("select_slider")[0].set_value(now).run()
     final = history_of(app)[-1]
     assert not app.info and shown_step(app) == final.step == app.session_state["train_job"].snapshot().step

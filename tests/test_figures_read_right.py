@@ -12,6 +12,7 @@ from explorer.figures.training import (
     NO_DATA,
     SERIES,
     bound_title,
+    curve_chart_frame,
     curve_frame,
     curve_spec,
     events_until,
@@ -59,18 +60,30 @@ def test_tiles_show_the_step_on_screen_and_dashes_before_the_first_report():
     assert [value for _, value, _ in metric_tiles(events, "elbo", 1)][3] == "-199.0"
 
 
-def test_a_curve_with_no_data_yet_has_a_finite_domain_and_says_so():
-    """An empty frame gave Vega no domain: no axes, and an 'Infinite extent' warning per scale and redraw."""
-    frame = curve_frame([], "elbo")
-    assert len(frame) == 1 and list(frame["series"]) == [NO_DATA]
-    assert np.isfinite(frame[["epoch", "value"]].to_numpy()).all()
+def test_every_curve_layer_has_a_row_and_only_real_data_is_shown():
+    """A layer with no rows made Vega warn "Infinite extent" on every redraw (before the first epoch, and
+    every layer at step 0, where the charts also lost their axes)."""
     spec = curve_spec("ELBO")
-    filters = [layer["transform"][0]["filter"]["equal"] for layer in spec["layer"]]
-    assert filters == [*SERIES, NO_DATA]  # the placeholder is drawn by its text layer and by no line
-    text = spec["layer"][-1]
-    assert text["mark"] == {"type": "text", "text": NO_DATA}
-    # a run with data has no placeholder row: the text layer draws nothing
-    assert NO_DATA not in set(curve_frame(run_events(), "elbo")["series"])
+    filters = {layer["transform"][0]["filter"]["equal"] for layer in spec["layer"]}
+    assert filters == {*SERIES, NO_DATA}
+    for events in ([], run_events()[:3], run_events()):
+        frame = curve_chart_frame(events, "elbo")
+        assert set(frame["series"]) == filters  # no layer left empty
+        assert np.isfinite(frame[["epoch", "value"]].to_numpy()).all()
+        shown, hidden = frame[frame["shown"]], frame[~frame["shown"]]
+        real = curve_frame(events, "elbo")
+        if real.empty:  # step 0: one shown row, the "no data yet" text, giving the axes a finite domain
+            assert list(shown["series"]) == [NO_DATA] and shown[["epoch", "value"]].values.tolist() == [
+                [0.0, 0.0]
+            ]
+        else:  # the shown rows are the curves; the hidden ones sit on the first point: no domain moves
+            assert shown.drop(columns="shown").reset_index(drop=True).equals(real)
+            assert (hidden[["epoch", "value"]].to_numpy() == real[["epoch", "value"]].to_numpy()[0]).all()
+        assert len(hidden) == len(filters) - len(set(shown["series"]))
+    # hidden rows draw nothing: points of size 0 and an empty text
+    conditioned = [layer["encoding"] for layer in spec["layer"] if "encoding" in layer]
+    assert [e.get("size", e.get("text"))["value"] for e in conditioned] == [0, 0, ""]
+    assert all(e.get("size", e.get("text"))["condition"]["test"] == "datum.shown" for e in conditioned)
 
 
 def test_traversal_rows_are_labelled_in_a_margin_and_collapsed_rows_framed_without_touching_a_digit():

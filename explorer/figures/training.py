@@ -127,10 +127,31 @@ def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_point
             )
         )
     if not frames:
-        # One row that only the "no data yet" text layer draws: an empty frame left every scale
-        # without a domain (no axes, and Vega's "Infinite extent" warnings on each redraw).
-        return pd.DataFrame({"epoch": [0.0], "value": [0.0], "series": [NO_DATA]})
+        return pd.DataFrame({"epoch": pd.Series(dtype=float), "value": pd.Series(dtype=float), "series": ""})
     return pd.concat(frames, ignore_index=True)
+
+
+def curve_chart_frame(
+    events: list[dict], term: str, smoothing: float = 0.6, max_points: int = 500
+) -> pd.DataFrame:
+    """What `curve_spec` draws: curve_frame's rows (shown), and one hidden row for each layer it has no
+    data for. Columns: epoch, value, series, shown.
+
+    Every layer of the chart filters the frame to its series, and a layer left with no rows made Vega
+    warn "Infinite extent" for its scales on every redraw (before the first epoch, the epoch and
+    validation layers; at step 0, all of them, and the charts had no axes). A hidden row sits on the
+    first real point, so it changes no domain and draws nothing (size 0, empty text, a one-point line).
+    With no data at all, the one shown row is the "no data yet" text at (0, 0).
+    """
+    frame = curve_frame(events, term, smoothing, max_points).assign(shown=True)
+    if frame.empty:
+        frame = pd.DataFrame({"epoch": [0.0], "value": [0.0], "series": [NO_DATA], "shown": [True]})
+    present = set(frame["series"])
+    missing = [series for series in (*SERIES, NO_DATA) if series not in present]
+    first = frame.iloc[0]
+    hidden = pd.DataFrame({"epoch": float(first["epoch"]), "value": float(first["value"]), "series": missing,
+                           "shown": False})  # fmt: skip
+    return pd.concat([frame, hidden], ignore_index=True)
 
 
 def events_until(events: list[dict], step: int) -> list[dict]:
@@ -140,6 +161,11 @@ def events_until(events: list[dict], step: int) -> list[dict]:
 
 def _only(series: str) -> list[dict]:
     return [{"filter": {"field": "series", "equal": series}}]
+
+
+def _if_shown(value, hidden) -> dict:
+    """An encoding that gives curve_chart_frame's hidden rows `hidden` (a size 0, an empty text)."""
+    return {"condition": {"test": "datum.shown", "value": value}, "value": hidden}
 
 
 def curve_spec(title: str) -> dict:
@@ -159,13 +185,16 @@ def curve_spec(title: str) -> dict:
             },
             "tooltip": [{"field": "series"}, {"field": "epoch", "format": ".2f"}, {"field": "value", "format": ".2f"}],
         },
-        "layer": [
+        "layer": [  # every layer has a row in curve_chart_frame: the hidden ones draw nothing
             {"transform": _only(STEP), "mark": {"type": "line", "strokeWidth": 1, "opacity": 0.35}},
             {"transform": _only(SMOOTHED), "mark": {"type": "line", "strokeWidth": 2}},
-            {"transform": _only(EPOCH), "mark": {"type": "point", "size": 60, "filled": False}},
-            {"transform": _only(VALIDATION), "mark": {"type": "line", "point": True, "strokeWidth": 2}},
-            {"transform": _only(NO_DATA), "mark": {"type": "text", "text": NO_DATA},
-             "encoding": {"color": {"value": "grey"}, "tooltip": None}},
+            {"transform": _only(EPOCH), "mark": {"type": "point", "filled": False},
+             "encoding": {"size": _if_shown(60, 0)}},
+            {"transform": _only(VALIDATION), "mark": {"type": "line", "strokeWidth": 2}},
+            {"transform": _only(VALIDATION), "mark": {"type": "point", "filled": True},
+             "encoding": {"size": _if_shown(30, 0)}},
+            {"transform": _only(NO_DATA), "mark": {"type": "text"},
+             "encoding": {"text": _if_shown(NO_DATA, ""), "color": {"value": "grey"}, "tooltip": None}},
         ],
     }  # fmt: skip
 

@@ -26,7 +26,7 @@ from explorer.figures.training import (
     bound_title,
     comparison_frame,
     comparison_spec,
-    curve_frame,
+    curve_chart_frame,
     curve_spec,
     events_until,
     format_duration,
@@ -408,7 +408,7 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     for column, (term, _) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
         title = titles[term]
         column.vega_lite_chart(
-            curve_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
+            curve_chart_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
             height=CURVE_HEIGHT,
         )  # fmt: skip
     st.caption(
