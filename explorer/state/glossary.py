@@ -31,7 +31,7 @@ GLOSSARY = {
         "z₁ … zₖ drawn from q(z|x). L₁ is the ELBO; Lₖ never decreases with k and tends to log p(x) as "
         "k → ∞. It is used two ways: to estimate log p(x) (k = 5000: the test NLL and the Overview's bound "
         "curve), and as a training objective (a card's *Objective: IWAE, k=5*), maximised in place of "
-        "the ELBO. Trained on Lₖ, the encoder's q(z|x) only has to be a good proposal for k draws, not a "
+        "the ELBO. With Lₖ as the objective, the encoder's q(z|x) only has to be a good proposal for k draws, not a "
         "close fit to the posterior, and it grows wider than an ELBO-trained one: such a model's ELBO "
         "sits further below its log p(x), and the amortisation gap the Posterior page shows (for the "
         "IWAE-trained mlp2d, say) is larger than the same network trained on the ELBO would have."
