@@ -37,9 +37,6 @@ def bound_title(objective: str, k: int) -> str:
     return f"{name}; validation: ELBO" if name != "ELBO" else name
 
 
-NO_DATA = "no data yet"
-
-
 def metric_tiles(events: list[dict], objective: str, k: int) -> list[tuple[str, str, str]]:
     """The Train page's five tiles, (label, value, help), from the events a run had published by the
     step on screen: a time travel to step 0 shows "—", not the newest values."""
@@ -60,6 +57,7 @@ def metric_tiles(events: list[dict], objective: str, k: int) -> list[tuple[str, 
 
 STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
 SERIES = (STEP, SMOOTHED, EPOCH, VALIDATION)
+NO_DATA = "no data yet"  # the text a curve shows before its first point (curve_chart_frame)
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
 ACTIVE, INACTIVE = "active", "collapsed"
 ACTIVE_COLOUR, INACTIVE_COLOUR = "#1f77b4", "#bbbbbb"

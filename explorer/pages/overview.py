@@ -20,11 +20,11 @@ FIRST_PAINT_HEAD_START_S = 0.3
 COMPARE_WITH = "compare_with"
 COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it
 IWAE_NOTE = (
-    "Trained on the IWAE bound: each step maximised the average of k importance weights p(x, z)/q(z|x) "
-    "inside the log, a tighter bound on log p(x) than the ELBO. Its encoder's q(z|x) serves as a proposal "
-    "for k draws rather than a close fit to the posterior, so it is wider than an ELBO-trained encoder's: "
-    "the model's ELBO sits further below its log p(x), and the amortisation gap on the Posterior page is "
-    "larger than the same network trained on the ELBO would show."
+    "Trained on the IWAE bound: each step maximised the expected log of the mean of k importance weights "
+    "p(x, zᵢ)/q(zᵢ|x), zᵢ drawn from q(z|x), a tighter bound on log p(x) than the ELBO. Its encoder's q(z|x) "
+    "serves as a proposal for k draws rather than a close fit to the posterior, so it is wider than an "
+    "ELBO-trained encoder's: the model's ELBO sits further below its log p(x), and the amortisation gap on "
+    "the Posterior page is larger than the same network trained on the ELBO would show."
 )
 
 
