@@ -123,8 +123,71 @@ def test_model_card_gives_bits_per_dim_and_explains_beta(app):
     test = pretrained["pretrained:beta4_mlp20"].test_metrics
     app.switch_page("explorer/pages/overview.py").run()
     select_model(app, "beta4_mlp20")
-    shown = {m.label: m for m in app.metric}
-    assert shown["Test ELBO"].delta == f"{-test['elbo'] / (784 * math.log(2)):.4f} bits/dim"
-    nll = next(m for label, m in shown.items() if label.startswith("Test NLL"))
-    assert nll.delta == f"{test['nll'] / (784 * math.log(2)):.4f} bits/dim"
+    # bits/dim is the figure in another unit, not a change: a caption, never st.metric's arrowed delta
+    assert all(not m.delta for m in app.metric)
+    captions = [c.value for c in app.caption]
+    assert f"{-test['elbo'] / (784 * math.log(2)):.4f} bits/dim" in captions
+    assert f"{test['nll'] / (784 * math.log(2)):.4f} bits/dim" in captions
     assert any("β=4.0 (the KL term weighted" in str(getattr(e, "value", "")) for e in app.main)
+
+
+def test_the_latent_plane_of_a_beta_vae_shows_its_two_highest_kl_dimensions_and_kl_lists_say_what_they_are(
+    app,
+):
+    """β = 4 collapses dimensions 1 and 2 (KL ≈ 0): the plane must not show them. Checked against the
+    digit's KL per dimension computed here in float64 from the encoder's μ and σ."""
+    import json
+
+    import numpy as np
+
+    from explorer.ui.resources import digits_for
+
+    app.switch_page(PAGE).run()
+    select_model(app, "beta4_mlp20")
+    entry = app.session_state["user_models"].get("pretrained:beta4_mlp20")
+    if entry is None:
+        from explorer.state.registry import load_pretrained_models
+
+        entry = load_pretrained_models().get("pretrained:beta4_mlp20")
+    if entry is None:
+        pytest.fail("pretrained/beta4_mlp20.safetensors is not here")
+    per_digit = next(c.value for c in app.caption if "per latent dimension u, for test digit #" in c.value)
+    index = int(re.search(r"for test digit #(\d+) \(nats\)", per_digit)[1])
+    x = digits_for(entry).fixed_binary(index=slice(index, index + 1))
+    with torch.no_grad():
+        q = entry.model.posterior(x.to(entry.model.device))
+    mu, sigma = q.loc[0].double().cpu().numpy(), q.scale[0].double().cpu().numpy()
+    kl = 0.5 * (mu**2 + sigma**2 - 1 - 2 * np.log(sigma))  # KL(N(μ, σ²) ‖ N(0, 1)) per dimension
+    first, second = sorted(np.argsort(-kl)[:2])
+    assert min(kl[first], kl[second]) > 10 * max(kl[0], kl[1])  # the old plane (dims 1, 2) showed ~nothing
+
+    plane = next(
+        json.loads(c.proto.spec) for c in app.get("plotly_chart") if c.proto.id.endswith("how_plane")
+    )
+    assert plane["layout"]["title"]["text"] == f"z on latent dims {first + 1} and {second + 1} (largest KL)"
+    subscript = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+    assert plane["layout"]["xaxis"]["title"]["text"] == f"z{str(first + 1).translate(subscript)}"
+    assert plane["layout"]["yaxis"]["title"]["text"] == f"z{str(second + 1).translate(subscript)}"
+    marker = next(trace for trace in plane["data"] if trace.get("name") == "μ")
+    np.testing.assert_allclose([marker["x"][0], marker["y"][0]], mu[[first, second]], atol=1e-5)
+    assert any(f"the plane shows dims {first + 1} and {second + 1}" in c.value for c in app.caption)
+
+    # Both KL lists say whose KL they are: this digit's, and the average that orders the traversal rows
+    shown = dict(re.findall(r"dim (\d+): (-?\d+\.\d+)", per_digit))
+    np.testing.assert_allclose([float(shown[str(d + 1)]) for d in range(len(kl))], kl, atol=0.006)
+    assert any(
+        re.match(r"Rows \(KL averaged over the first [\d,]+ test digits, nats\): dim", c.value)
+        for c in app.caption
+    )
+
+
+def test_latent_bars_have_one_tick_per_dimension_at_its_number(app):
+    import json
+
+    app.switch_page(PAGE).run()
+    select_model(app, "tinyconv")  # 3 latent dimensions: plotly put ticks at 0.5, 1.5, 2.5 on a numeric axis
+    for key in ("how_mu", "how_logvar", "how_eps_bars"):
+        spec = json.loads(next(c.proto.spec for c in app.get("plotly_chart") if c.proto.id.endswith(key)))
+        axis = spec["layout"]["xaxis"]
+        assert axis["type"] == "category" and axis["tickvals"] == axis["ticktext"] == ["1", "2", "3"]
+        assert spec["data"][0]["x"] == ["1", "2", "3"]

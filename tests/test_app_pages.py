@@ -102,45 +102,108 @@ def test_page_renders_for_every_model(app, page):
 # Interpolate
 
 
+def step_caption(at) -> str:
+    """The walk's caption: the step on show, its t and ‖z‖."""
+    (caption,) = [c.value for c in at.caption if c.value.startswith("Step ")]
+    return caption
+
+
+def plane_view(at) -> dict:
+    """What the page sends the interpolation plane: the path (ends, method, steps, walk), the label."""
+    import json
+
+    views = [json.loads(e.proto.json) for e in at.get("bidi_component")
+             if str(e.key).startswith("interp_plane:") and e.proto.WhichOneof("data") == "json"]  # fmt: skip
+    (view,) = [json.loads(v) if isinstance(v, str) else v for v in views]
+    return view
+
+
 def test_interpolate_steps_slider_sets_the_strip_and_the_walk(app):
     at = open_page(app, "interpolate", latent_dim=2)
-    strip_url, caption = image_with_caption(at, r"^All \d+ steps")
-    assert caption.startswith("All 10 steps, linear")
-    first_url, first_caption = image_with_caption(at, r"^Step ")
-    assert first_caption.startswith("Step 1 of 10 · t = 0.00")
+    assert any(
+        c.value.startswith("All 10 steps, linear") and "the strip under the map" in c.value
+        for c in at.caption
+    )
+    assert step_caption(at).startswith("Step 1 of 10 · t = 0.00")
+    assert plane_view(at)["path"]["steps"] == 10 and plane_view(at)["path_walk"] == 0
 
     at.slider(key="interp_walk").set_value(10).run()
-    last_url, last_caption = image_with_caption(at, r"^Step ")
-    assert last_caption.startswith("Step 10 of 10 · t = 1.00")
-    assert last_url != first_url
+    assert step_caption(at).startswith("Step 10 of 10 · t = 1.00") and plane_view(at)["path_walk"] == 9
 
     at.slider(key="interp_steps").set_value(5).run()
     assert not at.exception
-    new_strip_url, caption = image_with_caption(at, r"^All \d+ steps")
-    assert caption.startswith("All 5 steps") and new_strip_url != strip_url
+    assert any(c.value.startswith("All 5 steps") and "the strip under the map" in c.value for c in at.caption)
+    assert plane_view(at)["path"]["steps"] == 5 and len(plane_view(at)["path_plane"]) == 5
     # The walk was at step 10: with 5 steps it stays on the path, at its end.
-    _, walk_caption = image_with_caption(at, r"^Step ")
-    assert walk_caption.startswith("Step 5 of 5 · t = 1.00")
+    assert step_caption(at).startswith("Step 5 of 5 · t = 1.00") and plane_view(at)["path_walk"] == 4
     assert at.slider(key="interp_walk").value == 5
+
+
+def test_interpolate_shows_each_step_once_and_says_what_slerp_does_for_this_latent_size(app, session_models):
+    """The step was drawn twice (a 280 px picture beside the plane's own decode), and the strip too; slerp
+    was said to keep ‖z‖ (it does only when both ends have the same norm), with a many-dimensions
+    argument on a 2-D model."""
+    at = open_page(app, "interpolate", latent_dim=2)
+    assert not [c for image in at.image for c in image.captions if c.startswith(("Step ", "All "))]
+    note = at.caption[0].value
+    assert "only when ‖a‖ = ‖b‖" in note and "1 / cos(ω/2)" in note
+    assert "keeping the norm" not in note and "many dimensions" not in note
+    assert "With 2 latent dimensions the prior's ‖z‖ has no thin shell" in note
+    at = open_page(app, "interpolate", latent_dim=8)
+    assert (
+        "with 8 latent dimensions, draws from the prior N(0, I) have ‖z‖ close to √8 ≈ 2.8"
+        in at.caption[0].value
+    )
+
+    # a conv decoder does not run in the browser: the server decodes the step for the plane to show, and the strip
+    config = ModelConfig(kind="conv", latent_dim=2, hidden=(32,))
+    conv = ModelEntry(
+        "trained:tinyconv", Checkpoint(build_model(config).eval(), config), "trained", "tinyconv"
+    )
+    at.session_state["user_models"] = {**session_models, conv.key: conv}
+    at.run()
+    picker = at.sidebar.selectbox(key="model_picker")
+    picker.select_index(next(i for i, o in enumerate(picker.options) if o.startswith("tinyconv "))).run()
+    assert not at.exception
+    assert plane_view(at)["server_image"]["text"] == "Step 1 of 10"
+    assert image_with_caption(at, r"^All 10 steps, linear")
+
+
+def test_slerp_as_the_page_describes_it():
+    """Checked in float64 against the page's words: at t = ½ the straight line's middle pushed out by
+    1 / cos(ω/2); ‖z‖ constant when ‖a‖ = ‖b‖ and not otherwise; every point beyond the chord."""
+    import numpy as np
+
+    from vae_core import interpolate
+
+    a, b = torch.tensor([1.5, -0.4]), torch.tensor([0.3, 1.9])
+    path = interpolate(a, b, 11, "spherical").double().numpy()
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    omega = np.arccos(a64 @ b64 / np.linalg.norm(a64) / np.linalg.norm(b64))
+    np.testing.assert_allclose(path[5], (a64 + b64) / 2 / np.cos(omega / 2), atol=1e-5)
+    norms = np.linalg.norm(path, axis=1)
+    assert norms.max() - norms.min() > 0.1  # different norms at the ends: ‖z‖ is not kept
+    # coefficients of a and b along the path sum to at least 1: beyond the chord, away from the origin
+    coefficients = np.linalg.solve(np.stack([a64, b64], axis=1), path.T)
+    assert (coefficients.sum(axis=0) >= 1 - 1e-5).all()
+    same = interpolate(a, a.norm() * b / b.norm(), 11, "spherical").norm(dim=1)
+    np.testing.assert_allclose(same.numpy(), float(a.norm()), rtol=1e-5)
 
 
 def test_interpolate_spherical_path_differs_from_linear(app):
     at = open_page(app, "interpolate", latent_dim=2)
-    linear_url, _ = image_with_caption(at, r"^All \d+ steps")
+    linear = plane_view(at)["path_plane"]
     at.radio(key="interp_method").set_value("spherical").run()
-    spherical_url, caption = image_with_caption(at, r"^All \d+ steps")
-    assert "spherical" in caption
-    assert spherical_url != linear_url
+    assert plane_view(at)["path"]["method"] == "spherical" and plane_view(at)["path_plane"] != linear
+    assert any(c.value.startswith("All 10 steps, spherical") for c in at.caption)
 
 
 def test_interpolate_conditional_model_decodes_the_chosen_digit(app):
     at = open_page(app, "interpolate", latent_dim=2, conditional=True)
     condition = at.selectbox(key="interp_condition")
-    assert condition.value == 1  # the "from" digit's class by default
-    before, _ = image_with_caption(at, r"^All \d+ steps")
+    assert condition.value == 1 and plane_view(at)["label"] == 1  # the "from" digit's class by default
     condition.set_value(3).run()
-    after, _ = image_with_caption(at, r"^All \d+ steps")
-    assert not at.exception and after != before
+    assert not at.exception and plane_view(at)["label"] == 3
 
 
 def test_interpolate_draws_the_path_on_principal_components_for_a_larger_latent(app):
@@ -148,7 +211,7 @@ def test_interpolate_draws_the_path_on_principal_components_for_a_larger_latent(
     assert any("principal components of the 8-D codes" in caption.value for caption in at.caption)
     at.slider(key="interp_walk").set_value(4).run()
     assert not at.exception
-    assert image_with_caption(at, r"^Step ")[1].startswith("Step 4 of 10")
+    assert step_caption(at).startswith("Step 4 of 10")
 
 
 # Samples

@@ -125,7 +125,8 @@ def link_params(link: str) -> dict[str, str]:
 
 
 def captions(at) -> list[str]:
-    return [caption for image in at.image for caption in image.captions]
+    """Pictures' captions, then the page's own (the interpolation strip's caption is one of those)."""
+    return [caption for image in at.image for caption in image.captions] + [c.value for c in at.caption]
 
 
 # --- Latent map ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
-from explorer.figures.training import epoch_rows
+from explorer.figures.training import CURVE_TERMS, NO_DATA, epoch_rows
 from explorer.training import jobs
 from vae_core.diagnostics import latent_activity
 
@@ -151,7 +151,7 @@ def test_an_iwae_run_calls_its_training_curve_the_iwae_bound_not_the_elbo(app):
     fill_form(app, train_objective="IWAE", train_k=3)
     start(app)
     run_until(app, lambda at: "step" in progress_text(at) and at.metric and charts(at), what="progress")
-    assert [m.label for m in app.metric][0] == "Train IWAE bound"
+    assert [m.label for m in app.metric][0] == "Train IWAE bound (k=3)"  # one name everywhere
     assert "IWAE bound (k=3); validation: ELBO" in [spec.get("title") for spec, _ in charts(app)]
     app.button(key="train_stop").click().run()
     run_until(app, lambda at: at.success, what="the stopped run")
@@ -272,6 +272,17 @@ def test_time_travel_rewinds_curves_pictures_latents_and_kl_while_training_and_a
     run_until(app, lambda at: at.success, what="the stopped run")
     assert app.get("select_slider")[0].value == early.step  # still there after the run ended
     assert_shows(app, early)
+    # step 0, the untrained model, before any progress report: the tiles said the final values and the
+    # curves were empty charts without axes (Vega: "Infinite extent"). Now "—", and "no data yet" on axes.
+    app.get("select_slider")[0].set_value(0).run()
+    assert not [e for e in app.session_state["train_job"].snapshot().events if e["step"] <= 0]
+    tiles = [m.value for m in app.metric if m.label.startswith(("Train ", "Validation ", "β"))]
+    assert tiles == ["—"] * 5
+    curves = [frame for spec, frame in charts(app) if spec.get("title") in dict(CURVE_TERMS).values()]
+    assert len(curves) == len(CURVE_TERMS)
+    for frame in curves:  # one finite point shown, the "no data yet" text; the other layers' rows hidden
+        assert list(frame[frame["shown"]]["series"]) == [NO_DATA]
+        assert np.isfinite(frame[["epoch", "value"]].to_numpy()).all()
     app.get("select_slider")[0].set_value(now).run()
     final = history_of(app)[-1]
     assert not app.info and shown_step(app) == final.step == app.session_state["train_job"].snapshot().step

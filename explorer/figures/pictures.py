@@ -6,7 +6,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from vae_core import tile_images
 
@@ -69,3 +69,46 @@ def path_gif(
     """Digits decoded along a latent path, (N, D) in [0, 1], as a looping animated GIF."""
     frames = digit_frames(probs, image_size)
     return gif_bytes(there_and_back(frames) if round_trip else frames, frame_ms=frame_ms, scale=scale)
+
+
+# The traversal picture's left margin (pixels): a row's dimension and KL, and "collapsed" where it is.
+ROW_LABEL_WIDTH = 104
+COLLAPSED_COLOUR = (255, 140, 0)  # orange: the frame round a collapsed row and its label
+
+
+def labelled_rows_picture(
+    probs, image_size: int, columns: int, row_labels: Sequence[str], collapsed: Sequence[bool], scale: int = 2
+) -> np.ndarray:
+    """Digits (rows * columns, D) in [0, 1], tiled one row per label: an (H, ROW_LABEL_WIDTH + W, 3) uint8
+    picture with each row's label on its left and collapsed rows framed in orange.
+
+    The digits' pixels are exactly `tile_images`' (upscaled `scale` times): labels go in the margin and
+    frames in the grey gaps between tiles, so the picture can still be checked against the decoder.
+    """
+    if len(row_labels) != len(collapsed):
+        raise ValueError(f"{len(row_labels)} labels for {len(collapsed)} rows")
+    pad = 1  # tile_images' gap between tiles
+    grid = np.kron(tile_images(probs, image_size, columns, pad), np.ones((scale, scale), dtype=np.uint8))
+    cell, gap = (image_size + pad) * scale, pad * scale
+    if grid.shape[0] != len(row_labels) * cell + gap:
+        raise ValueError(f"{len(row_labels)} labels for a picture of {(grid.shape[0] - gap) // cell} rows")
+    picture = np.zeros((grid.shape[0], ROW_LABEL_WIDTH + grid.shape[1], 3), dtype=np.uint8)
+    picture[:, ROW_LABEL_WIDTH:] = grid[..., None]
+    for row, marked in enumerate(collapsed):
+        if marked:  # a frame drawn over the gaps round the row only, never over a digit's pixels
+            top, bottom = row * cell, (row + 1) * cell  # the gap above the row, and the one below it
+            picture[top : top + gap, ROW_LABEL_WIDTH:] = COLLAPSED_COLOUR
+            picture[bottom : bottom + gap, ROW_LABEL_WIDTH:] = COLLAPSED_COLOUR
+            for c in range(columns + 1):  # the gaps between tiles, and at both ends
+                left = ROW_LABEL_WIDTH + c * cell
+                picture[top : bottom + gap, left : left + gap] = COLLAPSED_COLOUR
+    image = Image.fromarray(picture)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, min(14, cell // 4)))
+    for row, (label, marked) in enumerate(zip(row_labels, collapsed, strict=True)):
+        text = f"{label}\ncollapsed" if marked else label
+        draw.multiline_text(
+            (6, row * cell + cell // 2 + gap // 2), text, font=font, anchor="lm", spacing=2,
+            fill=COLLAPSED_COLOUR if marked else (235, 235, 235),
+        )  # fmt: skip
+    return np.asarray(image)

@@ -53,17 +53,22 @@ def ellipse_points(centre, std, n_std: float = 2.0, n: int = 60) -> tuple[np.nda
     return centre[0] + n_std * std[0] * np.cos(angle), centre[1] + n_std * std[1] * np.sin(angle)
 
 
-def curve_figure(curve: list[dict], height: int = 300) -> go.Figure:
-    """Training curve from a checkpoint or a live run: ELBO per step (train) and per epoch (val)."""
+def curve_figure(curve: list[dict], bound: str = "ELBO", height: int = 300) -> go.Figure:
+    """Training curve from a checkpoint or a live run: the trained bound per step and per epoch (train),
+    the ELBO per epoch (validation).
+
+    `bound` names what the rows' "elbo" field holds in training (figures.training.train_bound_name):
+    an IWAE run's is its k-sample bound, several nats above its ELBO, beside a validation ELBO.
+    """
     figure = go.Figure()
     steps = [row for row in curve if row.get("kind") == "step"]
     epochs = [row for row in curve if row.get("kind") == "epoch"]
     if steps:
         figure.add_trace(go.Scatter(x=[r["epoch"] for r in steps], y=[r["elbo"] for r in steps],
-                                    name="train ELBO", mode="lines", line={"width": 1}))  # fmt: skip
+                                    name=f"train {bound}", mode="lines", line={"width": 1}))  # fmt: skip
     if epochs:
         figure.add_trace(go.Scatter(x=[r["epoch"] for r in epochs], y=[r["elbo"] for r in epochs],
-                                    name="train ELBO (epoch)", mode="lines+markers"))  # fmt: skip
+                                    name=f"train {bound} (epoch)", mode="lines+markers"))  # fmt: skip
         validation = [r for r in epochs if r.get("validation")]
         if validation:
             figure.add_trace(
@@ -72,6 +77,18 @@ def curve_figure(curve: list[dict], height: int = 300) -> go.Figure:
             )  # fmt: skip
     figure.update_layout(height=height, margin={"l": 10, "r": 10, "t": 10, "b": 10},
                          xaxis_title="epoch", yaxis_title="nats per image")  # fmt: skip
+    return figure
+
+
+def latent_bars_figure(values, title: str, colour: str, height: int = 220) -> go.Figure:
+    """One bar per latent dimension (numbered from 1), one tick per bar: with numbers as labels plotly
+    chose a numeric axis and put ticks at 0.5, 1.5, 2.5 between the dimensions."""
+    values = as_numpy(values).reshape(-1)
+    names = [str(i + 1) for i in range(len(values))]
+    figure = go.Figure(go.Bar(x=names, y=values.tolist(), marker_color=colour))
+    figure.update_layout(title=title, height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                         xaxis={"title": "latent dimension", "type": "category", "tickmode": "array",
+                                "tickvals": names, "ticktext": names})  # fmt: skip
     return figure
 
 

@@ -24,14 +24,40 @@ CURVE_TERMS = (
 )
 
 
+def train_bound_name(objective: str, k: int) -> str:
+    """The name of what a run's "elbo" field holds in its training events: an IWAE run trains on (and
+    reports) its k-sample bound, an ELBO run the ELBO. Its validation points are the ELBO either way,
+    so every chart and metric of training says which it shows (the Train page, the Overview's curve)."""
+    return f"IWAE bound (k={k})" if objective == "iwae" else "ELBO"
+
+
 def bound_title(objective: str, k: int) -> str:
-    """What the "elbo" curve holds: an IWAE run trains on (and reports) its k-sample bound, while its
-    validation points are the ELBO, so the chart and the metric must say which is which."""
-    return f"IWAE bound (k={k}); validation: ELBO" if objective == "iwae" else "ELBO"
+    """The Train page's title for the "elbo" chart, which holds training and validation points."""
+    name = train_bound_name(objective, k)
+    return f"{name}; validation: ELBO" if name != "ELBO" else name
+
+
+def metric_tiles(events: list[dict], objective: str, k: int) -> list[tuple[str, str, str]]:
+    """The Train page's five tiles, (label, value, help), from the events a run had published by the
+    step on screen: a time travel to step 0 shows "—", not the newest values."""
+    steps = [e for e in events if e["kind"] == "step"]
+    last = events[-1] if events else None
+    validation = next((e["validation"] for e in reversed(events) if e.get("validation")), None)
+    terms = (("elbo", train_bound_name(objective, k)), ("recon", "Reconstruction"), ("kl", "KL"))
+    tiles = []
+    for name, label in terms:
+        value = smooth([e[name] for e in steps])[-1] if steps else last[name] if last else None
+        tiles.append((f"Train {label}", "—" if value is None else f"{value:.1f}",
+                      "Smoothed over recent steps, nats per image"))  # fmt: skip
+    tiles.append(("Validation ELBO", f"{validation['elbo']:.1f}" if validation else "—",
+                  "After each epoch, fixed noise, nats per image"))  # fmt: skip
+    tiles.append(("β now", f"{last['beta']:.2f}" if last else "—", "The KL term's weight at this step"))
+    return tiles
 
 
 STEP, SMOOTHED, EPOCH, VALIDATION = "train, per step", "train, smoothed", "train, per epoch", "validation"
 SERIES = (STEP, SMOOTHED, EPOCH, VALIDATION)
+NO_DATA = "no data yet"  # the text a curve shows before its first point (curve_chart_frame)
 TRAIN_COLOUR, VALIDATION_COLOUR = "#1f77b4", "#d62728"
 ACTIVE, INACTIVE = "active", "collapsed"
 ACTIVE_COLOUR, INACTIVE_COLOUR = "#1f77b4", "#bbbbbb"
@@ -103,6 +129,29 @@ def curve_frame(events: list[dict], term: str, smoothing: float = 0.6, max_point
     return pd.concat(frames, ignore_index=True)
 
 
+def curve_chart_frame(
+    events: list[dict], term: str, smoothing: float = 0.6, max_points: int = 500
+) -> pd.DataFrame:
+    """What `curve_spec` draws: curve_frame's rows (shown), and one hidden row for each layer it has no
+    data for. Columns: epoch, value, series, shown.
+
+    Every layer of the chart filters the frame to its series, and a layer left with no rows made Vega
+    warn "Infinite extent" for its scales on every redraw (before the first epoch, the epoch and
+    validation layers; at step 0, all of them, and the charts had no axes). A hidden row sits on the
+    first real point, so it changes no domain and draws nothing (size 0, empty text, a one-point line).
+    With no data at all, the one shown row is the "no data yet" text at (0, 0).
+    """
+    frame = curve_frame(events, term, smoothing, max_points).assign(shown=True)
+    if frame.empty:
+        frame = pd.DataFrame({"epoch": [0.0], "value": [0.0], "series": [NO_DATA], "shown": [True]})
+    present = set(frame["series"])
+    missing = [series for series in (*SERIES, NO_DATA) if series not in present]
+    first = frame.iloc[0]
+    hidden = pd.DataFrame({"epoch": float(first["epoch"]), "value": float(first["value"]), "series": missing,
+                           "shown": False})  # fmt: skip
+    return pd.concat([frame, hidden], ignore_index=True)
+
+
 def events_until(events: list[dict], step: int) -> list[dict]:
     """The events a run had published when it reached `step`: its curves as they were then."""
     return [e for e in events if e["step"] <= step]
@@ -110,6 +159,11 @@ def events_until(events: list[dict], step: int) -> list[dict]:
 
 def _only(series: str) -> list[dict]:
     return [{"filter": {"field": "series", "equal": series}}]
+
+
+def _if_shown(value, hidden) -> dict:
+    """An encoding that gives curve_chart_frame's hidden rows `hidden` (a size 0, an empty text)."""
+    return {"condition": {"test": "datum.shown", "value": value}, "value": hidden}
 
 
 def curve_spec(title: str) -> dict:
@@ -129,11 +183,16 @@ def curve_spec(title: str) -> dict:
             },
             "tooltip": [{"field": "series"}, {"field": "epoch", "format": ".2f"}, {"field": "value", "format": ".2f"}],
         },
-        "layer": [
+        "layer": [  # every layer has a row in curve_chart_frame: the hidden ones draw nothing
             {"transform": _only(STEP), "mark": {"type": "line", "strokeWidth": 1, "opacity": 0.35}},
             {"transform": _only(SMOOTHED), "mark": {"type": "line", "strokeWidth": 2}},
-            {"transform": _only(EPOCH), "mark": {"type": "point", "size": 60, "filled": False}},
-            {"transform": _only(VALIDATION), "mark": {"type": "line", "point": True, "strokeWidth": 2}},
+            {"transform": _only(EPOCH), "mark": {"type": "point", "filled": False},
+             "encoding": {"size": _if_shown(60, 0)}},
+            {"transform": _only(VALIDATION), "mark": {"type": "line", "strokeWidth": 2}},
+            {"transform": _only(VALIDATION), "mark": {"type": "point", "filled": True},
+             "encoding": {"size": _if_shown(30, 0)}},
+            {"transform": _only(NO_DATA), "mark": {"type": "text"},
+             "encoding": {"text": _if_shown(NO_DATA, ""), "color": {"value": "grey"}, "tooltip": None}},
         ],
     }  # fmt: skip
 

@@ -10,6 +10,7 @@ import torch
 from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, trace_figure
 from explorer.ui.drawing_canvas import draw_digit, paint_region
+from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import digit_picker, show_digit
@@ -35,6 +36,7 @@ size = config.image_size
 digits = digits_for(entry)
 
 st.title("Complete a partly hidden digit")
+glossary("ELBO", "nats", "amortisation gap")
 st.caption(
     "Hide part of a digit: a half, a centre square, random pixels or a region you paint. **SVI** fits a "
     "fresh Gaussian q*(z) to this one image by maximising the ELBO of the *visible* pixels, then decodes "

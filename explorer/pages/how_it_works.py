@@ -6,9 +6,10 @@ import streamlit as st
 import torch
 from torch.distributions import Normal, kl_divergence
 
-from explorer.figures.pictures import digit_frames, gif_bytes
-from explorer.figures.plots import digit_picture, ellipse_points, grid_picture
+from explorer.figures.pictures import digit_frames, gif_bytes, labelled_rows_picture
+from explorer.figures.plots import digit_picture, ellipse_points, latent_bars_figure
 from explorer.ui.drawing_canvas import draw_digit
+from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import digit_picker, show_digit
@@ -31,6 +32,7 @@ st.caption(
     "One digit goes through the model step by step; every value below is computed live for the "
     f"model picked in the sidebar (**{entry.name}**, {config.describe()})."
 )
+glossary("ELBO", "KL", "nats", "bits/dim", "active units")
 
 # --- the input x ----------------------------------------------------------------------------------
 digits = digits_for(entry)
@@ -138,36 +140,44 @@ graph = "\n".join([
 st.graphviz_chart(graph, width="stretch")
 
 
-def _bars(values, title: str, colour: str) -> go.Figure:
-    figure = go.Figure(
-        go.Bar(x=[f"{i + 1}" for i in range(dim)], y=values.reshape(-1).tolist(), marker_color=colour)
-    )
-    figure.update_layout(
-        title=title, height=220, margin=dict(l=10, r=10, t=40, b=10), xaxis_title="latent dim"
-    )
-    return figure
+def _subscript(number: int) -> str:
+    return str(number).translate(str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉"))
+
+
+# The plane's two dimensions: for more than two, the two where this digit's q(z|x) is furthest from
+# the prior (largest KL). Dimensions 1 and 2 could be collapsed ones, where q is the prior whatever x.
+plane_dims = (
+    sorted(torch.argsort(kl_dims, descending=True)[:2].tolist()) if dim > 2 else list(range(min(dim, 2)))
+)
+PLANE_TITLE = (
+    f"z on latent dims {plane_dims[0] + 1} and {plane_dims[1] + 1} (largest KL)"
+    if dim > 2
+    else "z on the latent plane"
+)
 
 
 def _plane_figure() -> go.Figure:
-    """z on the plane of latent dimensions 1 and 2, with q(z|x)'s 2σ ellipse and the prior's."""
+    """z on the plane of `plane_dims`, with q(z|x)'s 2σ ellipse and the prior's."""
     figure = go.Figure()
     px_, py_ = ellipse_points([0, 0], [1, 1], 2.0)
     figure.add_scatter(x=px_, y=py_, mode="lines", name="prior 2σ", line=dict(color="grey", dash="dot"))
     if dim >= 2:
-        ex, ey = ellipse_points(mu[0, :2], sigma[0, :2], 2.0)
+        mu2, sigma2, z2 = mu[0, plane_dims], sigma[0, plane_dims], z[0, plane_dims]
+        ex, ey = ellipse_points(mu2, sigma2, 2.0)
         figure.add_scatter(x=ex, y=ey, mode="lines", name="q(z|x) 2σ", line=dict(color="crimson"))
-        figure.add_scatter(x=[float(mu[0, 0])], y=[float(mu[0, 1])], mode="markers", name="μ",
+        figure.add_scatter(x=[float(mu2[0])], y=[float(mu2[1])], mode="markers", name="μ",
                            marker=dict(color="crimson", size=9))  # fmt: skip
-        figure.add_scatter(x=[float(z[0, 0])], y=[float(z[0, 1])], mode="markers", name="z",
+        figure.add_scatter(x=[float(z2[0])], y=[float(z2[1])], mode="markers", name="z",
                            marker=dict(color="gold", size=13, symbol="star", line=dict(width=1)))  # fmt: skip
     else:
         figure.add_scatter(x=[float(mu[0, 0])], y=[0], mode="markers", name="μ")
         figure.add_scatter(
             x=[float(z[0, 0])], y=[0], mode="markers", name="z", marker=dict(symbol="star", size=13)
         )
+    first, second = (d + 1 for d in plane_dims) if dim >= 2 else (1, 2)
     figure.update_layout(
-        height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title="z₁", yaxis_title="z₂",
-        yaxis=dict(scaleanchor="x", scaleratio=1), title="z on the latent plane" + (" (dims 1, 2)" if dim > 2 else ""),
+        height=320, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=f"z{_subscript(first)}",
+        yaxis_title=f"z{_subscript(second)}", yaxis=dict(scaleanchor="x", scaleratio=1), title=PLANE_TITLE,
     )  # fmt: skip
     return figure
 
@@ -184,11 +194,17 @@ show_digit(sample[0], "a binary sample x̃ ~ p(x|z)", config.image_size, columns
 
 left, right = st.columns(2)
 with left:
-    st.plotly_chart(_bars(mu[0], "encoder output μ", "crimson"), key="how_mu")
-    st.plotly_chart(_bars(log_var[0], "encoder output log σ²", "steelblue"), key="how_logvar")
+    st.plotly_chart(latent_bars_figure(mu[0], "encoder output μ", "crimson"), key="how_mu")
+    st.plotly_chart(latent_bars_figure(log_var[0], "encoder output log σ²", "steelblue"), key="how_logvar")
 with right:
-    st.plotly_chart(_bars(eps[0], "ε ~ N(0, I): this draw", "gold"), key="how_eps_bars")
+    st.plotly_chart(latent_bars_figure(eps[0], "ε ~ N(0, I): this draw", "gold"), key="how_eps_bars")
     st.plotly_chart(_plane_figure(), key="how_plane")
+    if dim > 2:
+        st.caption(
+            f"Of the {dim} latent dimensions the plane shows dims {plane_dims[0] + 1} and {plane_dims[1] + 1}, the "
+            f"two where this digit's q(z|x) differs most from the prior (largest KL(q(zᵤ|x) ‖ p(zᵤ)): "
+            f"{float(kl_dims[plane_dims[0]]):.2f} and {float(kl_dims[plane_dims[1]]):.2f} nats)."
+        )
 
 shown = min(dim, 8)
 st.markdown(
@@ -222,13 +238,16 @@ cells[0].metric("log p(x|z), this draw (nats)", f"{recon:.2f}")
 cells[1].metric("KL, analytic (nats)", f"{kl:.2f}")
 cells[2].metric("ELBO, this draw (nats)", f"{recon - kl:.2f}")
 cells[3].metric(
-    f"ELBO, mean of {ELBO_DRAWS:,} draws", f"{float(many_elbo.mean()):.2f}", f"± {float(many_elbo.std()):.2f} (std)",
-    delta_color="off",
+    f"ELBO, mean of {ELBO_DRAWS:,} draws", f"{float(many_elbo.mean()):.2f}",
+    help=f"The ELBO of each draw varies: its standard deviation over the {ELBO_DRAWS:,} draws is "
+    f"{float(many_elbo.std()):.2f} nats.",
 )  # fmt: skip
 st.caption(
-    "KL per latent dimension (nats): "
-    + ", ".join(f"{i + 1}: {v:.2f}" for i, v in enumerate(kl_dims.tolist()))
-    + f". In bits per pixel the mean ELBO is {-float(many_elbo.mean()) / (config.pixels * np.log(2)):.4f}."
+    f"Over the {ELBO_DRAWS:,} draws the ELBO's standard deviation is {float(many_elbo.std()):.2f} nats. "
+    f"KL(q(zᵤ|x) ‖ p(zᵤ)) per latent dimension u, for {digit_name} (nats): "
+    + ", ".join(f"dim {i + 1}: {v:.2f}" for i, v in enumerate(kl_dims.tolist()))
+    + f". As −ELBO in bits per pixel (bits/dim), the mean is "
+    f"{-float(many_elbo.mean()) / (config.pixels * np.log(2)):.4f}."
 )
 if dim == 2:
     st.page_link(
@@ -255,13 +274,19 @@ traversal = latent_traversal(
     model, reference.fixed_binary().to(model.device), base, steps, 3.0, labels, reference_labels
 )
 rows = traversal.probs.reshape(-1, config.pixels)
+reference_note = f"KL averaged over the first {len(reference):,} test digits, nats"
 st.image(
-    grid_picture(rows, config.image_size, columns=steps, scale=2),
-    caption="one row per latent dimension, swept from −3 to +3 (prior σ); rows by KL, largest first",
+    labelled_rows_picture(
+        rows, config.image_size, steps,
+        [f"dim {d + 1} · KL {k:.2f}" for d, k in zip(traversal.order, traversal.kl_per_dim, strict=True)],
+        traversal.collapsed,
+    ),
+    caption=f"one row per latent dimension, swept from −3 to +3 (prior σ); rows by KL, largest first "
+    f"({reference_note}); collapsed rows framed in orange",
     output_format="PNG",  # lossless: the pixels are the decoded probabilities, checkable against decode
-)
+)  # fmt: skip
 st.caption(
-    "Rows: "
+    f"Rows ({reference_note}): "
     + "; ".join(
         f"dim {d + 1} (KL {k:.2f}{', collapsed' if c else ''})"
         for d, k, c in zip(traversal.order, traversal.kl_per_dim, traversal.collapsed, strict=True)

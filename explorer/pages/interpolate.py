@@ -1,12 +1,13 @@
 """Interpolate: encode two digits and decode the latent path between them, linear or spherical."""
 
+import math
 from functools import partial
 
 import streamlit as st
 import torch
 
 from explorer.figures.pictures import PATH_GIF_STEPS, digit_grid_png, path_gif
-from explorer.figures.plots import digit_picture, grid_picture, plane_bounds
+from explorer.figures.plots import grid_picture, plane_bounds
 from explorer.state.share_links import (
     END_PARAM,
     LABEL_PARAM,
@@ -17,7 +18,14 @@ from explorer.state.share_links import (
     parse_int_in,
     parse_label,
 )
-from explorer.ui.latent_plane import latent_plane, path_value, plane_codes
+from explorer.ui.latent_plane import (
+    cached_model_payload,
+    latent_plane,
+    path_value,
+    payload_meta,
+    plane_codes,
+    server_image,
+)
 from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
@@ -29,6 +37,8 @@ from explorer.ui.widgets import (
 from vae_core import decode, encode, interpolate
 
 METHODS = ("linear", "spherical")
+# From about here the prior's ‖z‖ concentrates (mean √L, spread ≈ 0.7 whatever L): slerp's argument holds
+SHELL_DIMS = 8
 MIN_STEPS, MAX_STEPS = 3, 25
 
 entry = chosen_model()
@@ -44,13 +54,32 @@ restore_from_link({
     LABEL_PARAM: ("interp_condition", lambda v: parse_label(v, config.conditional, entry.name)),
 })  # fmt: skip
 
+
+def paths_note(latent_dim: int) -> str:
+    """What the two paths do, said for this model's number of latent dimensions."""
+    what = (
+        "Both digits are encoded to their posterior means a and b (the centres of q(z|x)), and points on the way "
+        "between them are decoded. **Linear** walks the straight line (1 − t)·a + t·b. **Spherical** (slerp) walks "
+        "[sin((1 − t)ω)·a + sin(tω)·b] / sin ω, ω the angle between a and b seen from the origin: it turns from "
+        "a's direction to b's in the plane through a, b and the origin, bowed away from the origin (at t = ½ it "
+        "is the straight line's middle pushed out by 1 / cos(ω/2)). It keeps ‖z‖ constant only when ‖a‖ = ‖b‖; "
+        "each step's ‖z‖ is shown under the walk slider. "
+    )
+    if latent_dim >= SHELL_DIMS:
+        return what + (
+            f"Why bow: with {latent_dim} latent dimensions, draws from the prior N(0, I) have ‖z‖ close to "
+            f"√{latent_dim} ≈ {math.sqrt(latent_dim):.1f}, and the straight line's middle can fall well inside that "
+            "shell, where decodes can look washed out."
+        )
+    return what + (
+        f"With {latent_dim} latent dimension{'s' if latent_dim > 1 else ''} the prior's ‖z‖ has no thin shell to "
+        "stay near (its density is highest at the origin), so neither path is the more typical one here: they "
+        "are two routes between the same ends."
+    )
+
+
 st.title("Interpolate")
-st.caption(
-    "Both digits are encoded to their posterior means and every point on the way between them is decoded. "
-    "**Linear** walks the straight line; **spherical** (slerp) bends along the sphere, keeping the norm "
-    "‖z‖ where a Gaussian prior puts its mass — in many dimensions the straight line's middle is "
-    "unusually close to the origin, so its decodes can look washed out."
-)
+st.caption(paths_note(config.latent_dim))
 
 start_column, end_column = st.columns(2)
 with start_column:
@@ -87,15 +116,13 @@ if st.session_state.get("interp_walk", 1) > steps:  # fewer steps than before: s
     st.session_state["interp_walk"] = steps
 position = st.slider("Walk along the path", 1, steps, key="interp_walk")
 shown = position - 1
+step_text = f"Step {position} of {steps}"
+st.caption(f"{step_text} · t = {shown / (steps - 1):.2f} · ‖z‖ = {path[shown].norm():.2f}")
 
-view_column, plane_column = st.columns([1, 2])
-with view_column:
-    t = shown / (steps - 1)
-    st.image(
-        digit_picture(images[shown], config.image_size, scale=280 // config.image_size),
-        caption=f"Step {position} of {steps} · t = {t:.2f} · ‖z‖ = {path[shown].norm():.2f}",
-        width=280,
-    )
+# The step and the strip are shown once, by the plane: it decodes MLP models in the browser (and follows
+# a drag at once); other decoders run here, the plane shows the step's picture and the strip goes below.
+decoded_here = None if payload_meta(cached_model_payload(entry, codes))["decodable"] else images[shown]
+plane_column = st.container()
 with plane_column:
 
     def _dragged(value) -> None:
@@ -111,6 +138,7 @@ with plane_column:
         entry, codes, key=f"interp_plane:{entry.key}", bounds=plane_bounds(codes.plane), label=condition,
         path={"start": mu[0].tolist(), "end": mu[1].tolist(), "method": method, "steps": steps, "walk": shown},
         on_path=_dragged, height=380, pick_digits=False,
+        decoded_by_server=None if decoded_here is None else server_image(decoded_here, step_text),
         prompt="Drag A, B or the red walk point: the strip and the image follow.",
     )  # fmt: skip
     if ends_key in st.session_state:
@@ -123,13 +151,13 @@ with plane_column:
             "this plane; its other coordinates stay."
         )
 
-strip = grid_picture(images, config.image_size, columns=steps, scale=2)
-# A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
-st.container(width=strip.shape[1]).image(
-    strip,
-    caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
-    width="stretch",
-)
+strip_caption = f"All {steps} steps, {method}: from #{start} (left) to #{end} (right)."
+if decoded_here is None:  # the plane draws the strip under the map, its walk step framed in red
+    st.caption(f"{strip_caption[:-1]}, in the strip under the map (the step on show framed in red).")
+else:
+    strip = grid_picture(images, config.image_size, columns=steps, scale=2)
+    # A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
+    st.container(width=strip.shape[1]).image(strip, caption=strip_caption, width="stretch")
 
 # Take-aways: the strip as shown, and an animation decoded more finely along the same path. The
 # files are encoded only when a button is clicked (in a worker thread), not on every rerun.

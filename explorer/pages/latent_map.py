@@ -22,6 +22,7 @@ from explorer.state.share_links import (
 )
 from explorer.state.visitor_text import inert, inert_reason
 from explorer.ui.drawing_canvas import draw_digit
+from explorer.ui.glossary import glossary
 from explorer.ui.latent_plane import click_value, latent_plane, plane_codes, posterior_ellipse, server_image
 from explorer.ui.resources import digits_for
 from explorer.ui.sidebar import chosen_model
@@ -50,6 +51,7 @@ click_key = f"latent_click:{entry.key}"
 own_key = f"own_digit:{entry.key}"
 
 st.title("Latent map")
+glossary("ELBO", "nats")
 pca_note = (
     f" The model has {config.latent_dim} latent dimensions: the map shows the plane of their first two "
     "principal components, and a click decodes the point of that plane (other directions at their mean)."

@@ -11,6 +11,7 @@ import time
 
 import streamlit as st
 
+from explorer.ui.glossary import glossary
 from explorer.ui.resources import available_models, card_for, digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import SELECTED_MODEL
@@ -18,6 +19,13 @@ from explorer.ui.widgets import SELECTED_MODEL
 FIRST_PAINT_HEAD_START_S = 0.3
 COMPARE_WITH = "compare_with"
 COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it
+IWAE_NOTE = (
+    "Trained on the IWAE bound: each step maximised the expected log of the mean of k importance weights "
+    "p(x, zᵢ)/q(zᵢ|x), zᵢ drawn from q(z|x), a tighter bound on log p(x) than the ELBO. Its encoder's q(z|x) "
+    "serves as a proposal for k draws rather than a close fit to the posterior, so it is wider than an "
+    "ELBO-trained encoder's: the model's ELBO sits further below its log p(x), and the amortisation gap on "
+    "the Posterior page is larger than the same network trained on the ELBO would show."
+)
 
 
 def _bounds_with_progress(entry, name: str, bar, share: tuple[float, float] = (0.0, 1.0)):
@@ -99,9 +107,11 @@ st.markdown(
 A **variational autoencoder** learns to squeeze each image *x* into a few numbers *z* and back.
 The **encoder** maps a digit to a Gaussian *q(z|x)* over a small latent space; the **decoder** maps
 any point *z* to pixel probabilities *p(x|z)*. Training maximises the **ELBO** —
-*reconstruction* E<sub>q</sub>[log p(x|z)] minus the **KL** divergence from *q(z|x)* to the prior
-N(0, I) — a lower bound on log p(x). The first term wants faithful reconstructions, the second
-wants every code to look like a sample from the prior, so the latent space stays smooth and full.
+*reconstruction* E<sub>q</sub>[log p(x|z)] minus **KL**(*q(z|x)* ‖ *p(z)*), the KL divergence of
+*q(z|x)* from the prior N(0, I) — a lower bound on log p(x). The first term wants faithful
+reconstructions, the second wants every code to look like a sample from the prior, so the latent
+space stays smooth and full. Some models here are trained instead on the tighter **IWAE** bound, an
+average over *k* draws from *q(z|x)* (the card's *Objective* says which; the glossary below explains it).
 
 Use the pages on the left: **Latent map** (click anywhere to decode that point), **Interpolate**,
 **Samples**, **Complete** (fill in a half-hidden digit), **Posterior** (exact vs approximate), and
@@ -109,6 +119,7 @@ Use the pages on the left: **Latent map** (click anywhere to decode that point),
 """,
     unsafe_allow_html=True,
 )
+glossary("ELBO", "KL", "IWAE", "nats", "bits/dim", "active units", "amortisation gap")
 
 card = card_for(st.session_state[SELECTED_MODEL])
 st.header(f"Model card · {card['name']}")
@@ -116,11 +127,18 @@ left, right = st.columns([3, 2])
 with left:
     # A wrapping row of content-wide metrics: in fixed columns the numbers were cut ('1,06…') at 1280 px
     cells = st.container(horizontal=True, gap="medium")
-    for label, value, delta, help_text in card["metrics"]:
-        cells.metric(label, value, delta, delta_color="off", help=help_text, width="content")
+    for label, value, in_bits, help_text in card["metrics"]:
+        # The bits/dim figure is the same number in another unit: a caption, not st.metric's delta
+        # badge, which draws an arrow and reads as a change.
+        cell = cells.container(width="content", gap=None)
+        cell.metric(label, value, help=help_text, width="content")
+        if in_bits:
+            cell.caption(in_bits)
     st.markdown("\n".join(f"- **{k}:** {v}" for k, v in card["rows"].items()))
     if card["test_caption"]:
         st.caption(card["test_caption"])
+    if card["rows"]["Objective"].startswith("IWAE"):
+        st.caption(IWAE_NOTE)
 with right:
     st.image(base64.b64decode(card["prior_samples_png"]), caption="Prior samples")
 
@@ -133,6 +151,7 @@ if "torch" not in sys.modules:
     time.sleep(FIRST_PAINT_HEAD_START_S)
 from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure  # noqa: E402
 from explorer.figures.plots import bounds_figure, curve_figure, kl_per_dimension_figure  # noqa: E402
+from explorer.figures.training import train_bound_name  # noqa: E402
 from explorer.state.comparison import (  # noqa: E402
     ACTIVITY_DIGITS,
     BOUND_DIGITS,
@@ -151,7 +170,9 @@ config = entry.config
 
 if entry.checkpoint.curve:
     st.subheader("Training curve")
-    st.plotly_chart(curve_figure(entry.checkpoint.curve), key="overview_curve")
+    train_config = entry.checkpoint.train_config
+    bound = train_bound_name(train_config.get("objective", "elbo"), train_config.get("k", 1))
+    st.plotly_chart(curve_figure(entry.checkpoint.curve, bound), key="overview_curve")
 
 st.subheader("Which latent dimensions does it use?")
 activity = activity_of(entry, digits_for(entry))
@@ -176,8 +197,10 @@ if "iwae_curve" in entry.cache:
     bounds = bounds_of(entry, digits_for(entry))
     st.plotly_chart(bounds_figure(bounds), key="overview_bounds_chart")
     st.caption(
-        f"ELBO (k=1) {bounds[1]:.2f} → IWAE k=5000 {bounds[5000]:.2f} nats: the gap of "
-        f"{bounds[5000] - bounds[1]:.2f} nats is what the ELBO leaves out (KL from q(z|x) to the true posterior)."
+        f"ELBO (k=1) {bounds[1]:.2f} → IWAE k=5000 {bounds[5000]:.2f} nats, averages over {BOUND_DIGITS} test "
+        f"digits. The ELBO falls short of log p(x) by exactly KL(q(z|x) ‖ p(z|x)), the KL divergence of the "
+        f"encoder's q from the true posterior; the k = 5000 bound is itself below log p(x), so the gap of "
+        f"{bounds[5000] - bounds[1]:.2f} nats is a lower bound on that KL (its average over these digits)."
     )
 
 st.subheader("Compare with another model")

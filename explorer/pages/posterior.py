@@ -7,6 +7,7 @@ from torch.distributions import Normal
 
 from explorer.figures.plots import digit_bounds_figure, ellipse_points, posterior_figure
 from explorer.state.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
+from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import (
@@ -79,6 +80,7 @@ entry = chosen_model()
 config = entry.config
 
 st.title("Exact posterior vs the encoder")
+glossary("ELBO", "IWAE", "KL", "nats", "amortisation gap", "approximation gap")
 if config.latent_dim != 2:
     share_this_view(entry, "posterior", {})  # a link to this page with this model, still
     st.info(

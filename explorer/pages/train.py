@@ -26,18 +26,19 @@ from explorer.figures.training import (
     bound_title,
     comparison_frame,
     comparison_spec,
-    curve_frame,
+    curve_chart_frame,
     curve_spec,
     events_until,
     format_duration,
     kl_frame,
     kl_spec,
-    smooth,
+    metric_tiles,
 )
 from explorer.state.registry import ModelEntry
 from explorer.state.visitor_text import inert_reason
 from explorer.training import jobs
 from explorer.training.exports import latent_animation_gif, snapshot_at, views_grid_png
+from explorer.ui.glossary import glossary
 from explorer.ui.latent_plane import latent_plane, points_payload
 from explorer.ui.resources import downloads_allowed, register_session_model, session_models
 from explorer.ui.widgets import SELECTED_MODEL
@@ -280,17 +281,11 @@ def draw_progress(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
             f"{snap.images_per_s:,.0f} images/s · ETA {format_duration(snap.eta_s)}{state}"
         )
     st.progress(snap.progress, text=text)
-    steps = [e for e in snap.events if e["kind"] == "step"]
-    validation = next((e["validation"] for e in reversed(snap.events) if e.get("validation")), None)
-    cols = st.columns(5)
-    bound = "IWAE bound" if job.train_config.objective == "iwae" else "ELBO"  # what the run trains on
-    terms = (("elbo", bound), ("recon", "Reconstruction"), ("kl", "KL"))
-    for col, (name, label) in zip(cols[:3], terms, strict=True):
-        value = smooth([e[name] for e in steps])[-1] if steps else last[name]
-        col.metric(f"Train {label}", f"{value:.1f}", help="Smoothed over recent steps, nats per image")
-    cols[3].metric("Validation ELBO", f"{validation['elbo']:.1f}" if validation else "—",
-                   help="After each epoch, fixed noise, nats per image")  # fmt: skip
-    cols[4].metric("β now", f"{last['beta']:.2f}")
+    shown = st.session_state.get(FOLLOW_KEY, {}).get(job.id, NOW)  # the time-travel slider's step
+    events = snap.events if shown == NOW else events_until(snap.events, shown)
+    tiles = metric_tiles(events, job.train_config.objective, job.train_config.k)
+    for col, (label, value, help_text) in zip(st.columns(len(tiles)), tiles, strict=True):
+        col.metric(label, value, help=help_text)
 
 
 def rewind_key(job_id: int) -> str:
@@ -404,7 +399,7 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
         rewound = views is not None and views is not history[-1]
         if rewound:
             st.info(
-                f"Showing the run as it was at step {views.step:,} (epoch {views.epoch:.2f}): curves, "
+                f"Showing the run as it was at step {views.step:,} (epoch {views.epoch:.2f}): metrics, curves, "
                 "pictures, latent map and KL per dimension. Drag the slider to its right end (now) to "
                 "follow the run again."
             )
@@ -413,7 +408,7 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     for column, (term, _) in zip(st.columns(len(CURVE_TERMS)), CURVE_TERMS, strict=True):
         title = titles[term]
         column.vega_lite_chart(
-            curve_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
+            curve_chart_frame(events, term), curve_spec(title), key=f"train_curve_{term}", width="stretch",
             height=CURVE_HEIGHT,
         )  # fmt: skip
     st.caption(
@@ -513,6 +508,7 @@ def ended(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
 
 
 st.title("Train a VAE")
+glossary("ELBO", "IWAE", "KL", "nats", "active units")
 st.caption(
     "Configure a model, start it, and watch the ELBO's two terms trade off while the reconstructions, "
     "prior samples and latent space take shape. Training runs in the background on this server."

@@ -50,6 +50,7 @@ def test_traversal_rows_are_the_decoded_swept_latents(page, app_server):
     import numpy as np
     import torch
 
+    from explorer.figures.pictures import ROW_LABEL_WIDTH
     from vae_core import load_checkpoint
     from vae_core.inference import decode
 
@@ -72,9 +73,9 @@ def test_traversal_rows_are_the_decoded_swept_latents(page, app_server):
         timeout=90_000,
     )
     wait_for_app_idle(page)
-    rows_caption = page.get_by_text(re.compile(r"^Rows: dim")).first.inner_text()
+    rows_caption = page.get_by_text(re.compile(r"^Rows \(KL averaged")).first.inner_text()
     order = [int(d) - 1 for d in re.findall(r"dim (\d+) \(KL", rows_caption)]
-    pixels = image_pixels(page, image.first.get_attribute("src"))
+    pixels = image_pixels(page, image.first.get_attribute("src"))[:, ROW_LABEL_WIDTH:]  # after the row labels
 
     checkpoint = load_checkpoint(Path(__file__).resolve().parents[2] / "pretrained" / f"{name}.safetensors")
     model, size = checkpoint.model, checkpoint.model_config.image_size

@@ -467,7 +467,7 @@ def test_interpolate_drags_the_walk_point_and_an_end_in_the_browser(
     assert sent == [], "dragging talked to the server before the release"
     page.mouse.up()
     page.wait_for_function(
-        """() => [...document.querySelectorAll('[data-testid="stImageCaption"]')]
+        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
                  .some(e => e.innerText.startsWith('Step 6 of 6'))"""
     )
     wait_for_app_idle(page)

@@ -5,6 +5,7 @@ their pictures (encoded on click).
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
@@ -138,10 +139,12 @@ def test_a_link_opens_its_point_and_a_click_rewrites_the_link(
 
 
 def strip_caption(page) -> str:
-    # the page streams in element by element: wait for the strip, drawn last
-    page.locator('[data-testid="stImageCaption"]', has_text="All ").wait_for()
-    captions = page.locator('[data-testid="stImageCaption"]').all_inner_texts()
-    strips = [c for c in captions if c.startswith("All ")]
+    # the page streams in element by element: wait for the strip's caption, drawn last (a caption of the
+    # strip the plane draws under the map, or the caption of the server's strip for a conv model)
+    kinds = '[data-testid="stImageCaption"], [data-testid="stCaptionContainer"]'
+    page.locator(kinds, has_text=re.compile(r"^All \d+ steps")).first.wait_for()
+    captions = page.locator(kinds).all_inner_texts()
+    strips = [c for c in captions if re.match(r"All \d+ steps", c)]
     assert len(strips) == 1, captions
     return strips[0]
 

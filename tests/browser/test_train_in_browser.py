@@ -81,6 +81,8 @@ def download(page, label: str, folder) -> bytes:
 
 
 def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path):
+    messages = []  # the console, warnings included: Vega warns of charts it cannot scale
+    page.on("console", lambda message: messages.append(message.text))
     open_page(page, app_server, "train")
     choose(page, "Data", "Bundled sample (5,000 digits, fastest)")
     fill(page, "Hidden sizes (MLP)", "64")
@@ -123,6 +125,9 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
         time.sleep(0.5)
     rewind_slider(page).press("Home")
     page.get_by_text(f"as it was at step {first_snapshot:,} ").wait_for(timeout=30_000)
+    # Vega warns "Infinite extent" once per layer as a chart mounts (Streamlit embeds it before its data);
+    # redraws with data must add none: the warnings counted from here on are the polls' own
+    infinite = len([message for message in messages if "Infinite extent" in message])
     deadline = time.monotonic() + 30
     while shown_step(page) != first_snapshot:  # the map's caption follows the notice in the same run
         assert time.monotonic() < deadline, "the latent map did not go back to the first snapshot"
@@ -134,6 +139,13 @@ def test_a_run_updates_by_itself_and_stops_on_request(app_server, page, tmp_path
         time.sleep(0.5)
     time.sleep(1.5)  # a few more polls
     assert shown_step(page) == first_snapshot < newest and page.get_by_text(REWOUND).count() == 1
+    # the first snapshot is the untrained model, before any progress report: no values on the tiles and a
+    # "no data yet" on each curve's axes (the tiles kept the newest values; empty charts had no axes, and
+    # Vega logged "Infinite extent" warnings on every poll, 381 in one session)
+    assert first_snapshot == 0
+    assert main(page).locator('[data-testid="stMetricValue"]').all_inner_texts()[:5] == ["—"] * 5
+    assert page.locator('[data-testid="stVegaLiteChart"]').filter(has_text="no data yet").count() == 3
+    assert len([message for message in messages if "Infinite extent" in message]) == infinite
     page.screenshot(path=str(tmp_path / "train-rewound.png"), full_page=True)
     rewind_slider(page).press("End")  # back to "now": following the run
     page.get_by_text(REWOUND).wait_for(state="detached", timeout=30_000)
