@@ -177,6 +177,7 @@ show_digit(x[0], f"x: {digit_name} (binary, as scored)", config.image_size, colu
 columns[1].image(
     digit_picture(torch.sigmoid(logits[0] / 4), config.image_size),
     caption="decoder logits (squashed)",
+    alt="The decoder's logits as a picture, squashed into grey levels",
     width=140,
 )
 show_digit(probs[0], "p(x|z): pixel probabilities", config.image_size, columns[2])
@@ -258,6 +259,7 @@ rows = traversal.probs.reshape(-1, config.pixels)
 st.image(
     grid_picture(rows, config.image_size, columns=steps, scale=2),
     caption="one row per latent dimension, swept from −3 to +3 (prior σ); rows by KL, largest first",
+    alt="Latent traversals: each row decodes one latent dimension swept from −3 to +3",
     output_format="PNG",  # lossless: the pixels are the decoded probabilities, checkable against decode
 )
 st.caption(

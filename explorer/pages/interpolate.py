@@ -94,6 +94,7 @@ with view_column:
     st.image(
         digit_picture(images[shown], config.image_size, scale=280 // config.image_size),
         caption=f"Step {position} of {steps} · t = {t:.2f} · ‖z‖ = {path[shown].norm():.2f}",
+        alt=f"The digit decoded at step {position} of {steps} of the path",
         width=280,
     )
 with plane_column:
@@ -128,6 +129,7 @@ strip = grid_picture(images, config.image_size, columns=steps, scale=2)
 st.container(width=strip.shape[1]).image(
     strip,
     caption=f"All {steps} steps, {method}: from #{start} (left) to #{end} (right).",
+    alt=f"A strip of the {steps} digits decoded along the path, from digit {start} to digit {end}",
     width="stretch",
 )
 

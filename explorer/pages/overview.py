@@ -122,7 +122,11 @@ with left:
     if card["test_caption"]:
         st.caption(card["test_caption"])
 with right:
-    st.image(base64.b64decode(card["prior_samples_png"]), caption="Prior samples")
+    st.image(
+        base64.b64decode(card["prior_samples_png"]),
+        caption="Prior samples",
+        alt="Digits the model generates from random draws of the prior",
+    )
 
 # The first paint ends here. These imports bring in torch (seconds on a fresh server), so they
 # come after it, and on a fresh server after a pause: torch holds the interpreter lock for long
