@@ -20,7 +20,6 @@ const MARGIN = { left: 52, right: 10, top: 10, bottom: 40 };
 const CLICK_SLOP_PX = 4; // a press that moves less than this is a click, more is a pan
 const DIGIT_PICK_PX = 5; // a click this close to a digit's dot picks the digit
 const HANDLE_PICK_PX = 9;
-const DOUBLE_CLICK_MS = 300; // a click waits this long for a second one: a double-click refits, never chooses
 const KEY_STEP_PX = 12; // an arrow key moves the probe about this far on screen (a round number of units)
 const BIG_STEP = 5; // Shift + arrow moves this many steps
 const LONG_PRESS_MS = 350; // a finger held this long, then dragged, probes instead of scrolling
@@ -243,7 +242,7 @@ function touchFirst() {
 }
 
 const HELP = {
-  mouse: "Mouse: hover decodes, click chooses; wheel zooms, drag pans, double-click refits.",
+  mouse: "Mouse: hover decodes, click chooses; wheel zooms, drag pans; Fit refits.",
   touch: "Touch: tap to decode and choose; hold, then drag to probe; two fingers (or Pan) move and zoom the map; one finger scrolls the page.",
   keys: "Keys (after Tab to the map): arrows move a probe (Shift: 5 steps), Enter or Space chooses, N jumps to the nearest digit, + and \u2212 zoom, 0 refits.",
   path: " On a path: A, B or W picks what the arrows move (end A, end B, the walk point); Escape goes back to the probe; Enter keeps it.",
@@ -291,7 +290,6 @@ class PlaneView {
     this.handle = null; // on a path: what the arrows move ("start", "end", "walk") or null: the probe
     this.panMode = false; // the Pan toggle: one finger (or the mouse) drags the map
     this.touches = new Map(); // touch pointers down now: pointerId -> {sx, sy}
-    this.clickTimer = null;
     this.touchDevice = touchFirst();
     this.help.id = `vlp-help-${++helpIds}`;
     this.canvas.setAttribute("aria-describedby", this.help.id);
@@ -583,10 +581,9 @@ class PlaneView {
         return;
       }
       const [sx, sy] = local(e);
-      if (!this.inArea(sx, sy)) return;
-      if (press.touch) this.click(sx, sy);
-      // the mouse: wait to see whether this is a double-click (which refits and chooses nothing)
-      else if (e.detail < 2) this.clickTimer = setTimeout(() => { this.clickTimer = null; this.click(sx, sy); }, DOUBLE_CLICK_MS);
+      // Chosen at once. (A double-click used to refit too, after its first click had chosen: refitting
+      // is the Fit button's and the 0 key's now, and a double-click is a click.)
+      if (this.inArea(sx, sy)) this.click(sx, sy);
     };
     c.addEventListener("pointerup", (e) => release(e, false));
     c.addEventListener("pointercancel", (e) => release(e, true));
@@ -599,11 +596,6 @@ class PlaneView {
       e.preventDefault();
       this.zoomAt(Math.exp(-e.deltaY * 0.0015), ...local(e));
     }, { passive: false });
-    c.addEventListener("dblclick", () => {
-      clearTimeout(this.clickTimer);
-      this.clickTimer = null;
-      if (this.view && !this.touchDevice) this.refit();
-    });
     // One finger scrolls the page (touch-action: pan-y) unless it is held still first (then it
     // probes), Pan is on, or a second finger is down: only then is the browser's scroll cancelled.
     c.addEventListener("touchstart", (e) => {
@@ -629,7 +621,8 @@ class PlaneView {
     // the keyboard
     c.addEventListener("keydown", (e) => this.onKey(e));
     c.addEventListener("focus", () => {
-      if (!this.probe && this.model && this.view) this.startProbe();
+      // a probe for the keyboard (Tab), not for a click or a tap, which focus the canvas too
+      if (!this.probe && this.model && this.view && c.matches(":focus-visible")) this.startProbe();
       this.queue();
     });
     c.addEventListener("blur", () => this.queue());
@@ -812,7 +805,7 @@ class PlaneView {
       this.say(`Probe at ${this.pointName(this.probe.x, this.probe.y)}. ${HELP.path.trim()}`);
     } else this.decodeAt(this.probe.x, this.probe.y, digit);
     const step = this.keyStep();
-    this.readout.textContent += ` · step ${+step.toPrecision(2)} (Shift: ${+(step * BIG_STEP).toPrecision(2)})`;
+    if (!this.path) this.readout.textContent += ` · step ${+step.toPrecision(2)} (Shift: ${+(step * BIG_STEP).toPrecision(2)})`;
     this.queue();
   }
 
