@@ -672,7 +672,6 @@ def test_on_a_phone_a_tap_decodes_one_finger_scrolls_and_nothing_sticks_out(brow
         tab.wait_for_function(f"() => ({VIEW_JS})().clickedDigit === {digit['index']}")
         wait_for_app_idle(tab)
 
-        # one finger swiping up on the plane scrolls the page and leaves the map where it was
         scrolled = (
             "() => window.scrollY + [...document.querySelectorAll('*')].reduce((s, e) => s + e.scrollTop, 0)"
         )
@@ -681,6 +680,24 @@ def test_on_a_phone_a_tap_decodes_one_finger_scrolls_and_nothing_sticks_out(brow
             tab.evaluate("(k) => ({...window.__latentPlane.views[k].view})", key),
         )
         box = tab.locator(f"{GRAPH} canvas.vlp-canvas").first.bounding_box()
+
+        # a finger held still, then dragged, probes: the point under it is decoded, the page stays put
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        touch("touchStart", (x, y))
+        tab.wait_for_timeout(700)  # the gesture itself: a hold longer than LONG_PRESS_MS (350 ms)
+        for dy in range(10, 70, 10):
+            touch("touchMove", (x, y - dy))
+        tab.wait_for_function(
+            """([key, sx, sy]) => { const v = window.__latentPlane.views[key], last = v.lastDecoded;
+                 if (!last) return false; const [px, py] = v.planeOf(sx, sy), near = 1 / v.view.ppu;
+                 return Math.abs(last.x - px) <= near && Math.abs(last.y - py) <= near; }""",
+            arg=[key, round(x), round(y - 60)],
+        )
+        touch("touchEnd")
+        assert tab.evaluate(scrolled) == before, "a hold-and-drag scrolled the page"
+        assert tab.evaluate("(k) => ({...window.__latentPlane.views[k].view})", key) == view_before
+
+        # one finger swiping up on the plane scrolls the page and leaves the map where it was
         x, y = box["x"] + box["width"] / 2, min(box["y"] + box["height"] * 0.8, 800)
         touch("touchStart", (x, y))
         for dy in np.linspace(0, 300, 11)[1:]:

@@ -318,7 +318,6 @@ class PlaneView {
     this.colours = data.colours;
     hooks.views[this.key] = this;
     this.showHelp();
-    this.canvas.style.height = `${data.height}px`;
     const next = MODELS.get(data.model) || null;
     // A live run's next snapshot may reach the view before its points do: keep drawing the last
     // points until they arrive, rather than blanking the canvas on every poll.
@@ -429,7 +428,11 @@ class PlaneView {
   // ---- geometry
   resize() {
     const width = Math.max(200, Math.round(this.canvas.getBoundingClientRect().width || this.root.clientWidth - 192));
-    const height = this.data ? this.data.height : 400;
+    // No taller than a square plot: on a phone's narrow canvas a 520 px height left the equal-scale
+    // view mostly empty above and below the points (y from -10 to 12 for data within ±4).
+    const square = width - MARGIN.left - MARGIN.right + MARGIN.top + MARGIN.bottom;
+    const height = Math.min(this.data ? this.data.height : 400, Math.max(240, square));
+    this.canvas.style.height = `${height}px`;
     const dpr = window.devicePixelRatio || 1;
     this.cssWidth = width;
     this.cssHeight = height;
@@ -728,8 +731,10 @@ class PlaneView {
     if (arrows[k]) this.nudge(...arrows[k], e.shiftKey ? BIG_STEP : 1);
     else if (k === "Enter" || k === " ") this.chooseProbe();
     else if (lower === "n") this.jumpToNearest();
-    else if (k === "+" || k === "=") this.zoomAt(1.5, ...this.probeScreen());
-    else if (k === "-" || k === "_" || k === "\u2212") this.zoomAt(1 / 1.5, ...this.probeScreen());
+    else if (k === "+" || k === "=" || k === "-" || k === "_" || k === "\u2212") {
+      this.zoomAt(k === "+" || k === "=" ? 1.5 : 1 / 1.5, ...this.probeScreen());
+      if (!this.handle) this.showProbe(); // the step follows the zoom
+    }
     else if (k === "0" || lower === "r") this.refit();
     else if (this.path && this.path.plane && ["a", "b", "w"].includes(lower)) {
       this.handle = { a: "start", b: "end", w: "walk" }[lower];
