@@ -9,6 +9,11 @@
 // Both run in this one module (Streamlit imports a component's JS once per page), which is how
 // a view finds its model. Only a click goes back to Python (a trigger value); hovering, zooming
 // and panning never talk to the server.
+//
+// Everyone's ways in (README, Accessibility): the mouse (hover, click, wheel, drag); the keyboard
+// (the canvas is a Tab stop: a probe moved by the arrows decodes like a hover, Enter chooses it, an
+// aria-live region describes it); touch (one finger scrolls the page, a tap chooses, a hold then a
+// drag probes, two fingers or Pan move the map); and a non-colour cue (glyphs when zoomed in).
 
 const MODELS = new Map(); // model id -> parsed model
 const THUMBS = new Map(); // model id -> thumbnail atlas
