@@ -173,6 +173,9 @@ def curve_spec(title: str) -> dict:
     """
     return {
         "title": title,
+        # Vega makes the description the chart's accessible name (aria-label): a text alternative
+        "description": f"Line chart of {title} in nats per image against epoch: training steps (faint), "
+                       "smoothed training, epoch means (circles) and validation.",
         "encoding": {
             "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
             "y": {"field": "value", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},
@@ -208,6 +211,8 @@ def kl_frame(kl_per_dim, active) -> pd.DataFrame:
 def kl_spec() -> dict:
     """Bars of KL per latent dimension, in dimension order (bars that re-sorted every poll would jump)."""
     return {
+        "description": "Bar chart of the KL of each latent dimension in nats per image, active dimensions "
+                       "and collapsed ones in two colours.",
         "mark": {"type": "bar"},
         "encoding": {
             "x": {"field": "dimension", "type": "ordinal", "title": "latent dimension u", "axis": {"labelAngle": 0}},
@@ -241,6 +246,8 @@ def comparison_spec(title: str, run_names: list[str]) -> dict:
     """Runs overlaid: colour is the run (named in the legend), solid = smoothed training, dashed = validation."""
     return {
         "title": title,
+        "description": f"Line chart of {title} against epoch for each run: solid smoothed training, "
+                       "dashed validation.",
         "encoding": {
             "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
             "y": {"field": "value", "type": "quantitative", "title": "nats per image", "scale": {"zero": False}},

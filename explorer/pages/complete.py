@@ -142,6 +142,7 @@ completions = grid_picture(result.completions, size, columns=columns, scale=3)
 st.image(
     completions,
     caption=f"{n_completions} completions: z ~ q*(z) decoded, visible pixels kept",
+    alt=f"{n_completions} completed digits: the visible pixels kept, the hidden ones decoded",
     width=completions.shape[1],
 )
 st.download_button(

@@ -187,6 +187,7 @@ show_digit(x[0], f"x: {digit_name} (binary, as scored)", config.image_size, colu
 columns[1].image(
     digit_picture(torch.sigmoid(logits[0] / 4), config.image_size),
     caption="decoder logits (squashed)",
+    alt="The decoder's logits as a picture, squashed into grey levels",
     width=140,
 )
 show_digit(probs[0], "p(x|z): pixel probabilities", config.image_size, columns[2])
@@ -283,6 +284,7 @@ st.image(
     ),
     caption=f"one row per latent dimension, swept from −3 to +3 (prior σ); rows by KL, largest first "
     f"({reference_note}); collapsed rows framed in orange",
+    alt="Latent traversals: each row decodes one latent dimension swept from −3 to +3",
     output_format="PNG",  # lossless: the pixels are the decoded probabilities, checkable against decode
 )  # fmt: skip
 st.caption(

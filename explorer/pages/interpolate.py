@@ -157,7 +157,12 @@ if decoded_here is None:  # the plane draws the strip under the map, its walk st
 else:
     strip = grid_picture(images, config.image_size, columns=steps, scale=2)
     # A box as wide as the strip that shrinks to fit a narrow page (a fixed-width image ran off it at 800 px)
-    st.container(width=strip.shape[1]).image(strip, caption=strip_caption, width="stretch")
+    st.container(width=strip.shape[1]).image(
+        strip,
+        caption=strip_caption,
+        width="stretch",
+        alt=f"A strip of the {steps} digits decoded along the path, from digit {start} to digit {end}",
+    )
 
 # Take-aways: the strip as shown, and an animation decoded more finely along the same path. The
 # files are encoded only when a button is clicked (in a worker thread), not on every rerun.

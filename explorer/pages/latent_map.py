@@ -60,9 +60,9 @@ pca_note = (
 )
 st.caption(
     f"{len(codes.plane):,} test digits placed at their encoder means, coloured by label (the legend "
-    "toggles classes; wheel zooms, drag pans, double-click refits). Hover to decode any point in your "
-    "browser; click empty space to decode that point here, or a digit to see it, its reconstruction and "
-    "its posterior." + pca_note
+    "shows or hides classes; the map's own help line says how to zoom and pan with a mouse, a finger or "
+    "the keys). Point at the map to decode any point in your browser; choose empty space to decode that "
+    "point here, or a digit to see it, its reconstruction and its posterior." + pca_note
 )
 
 
@@ -246,6 +246,7 @@ grid = decode(entry.model, latents, torch.full((len(latents),), condition or 0))
 st.image(
     grid_picture(grid, config.image_size, columns=n, scale=2),
     caption=f"Decoded {n}×{n} grid spanning the map's axes (rows from top to bottom = high to low y).",
+    alt=f"A {n} by {n} grid of digits decoded across the latent plane",
 )
 st.download_button(
     "Download the grid (PNG)", partial(digit_grid_png, grid, config.image_size, columns=n),

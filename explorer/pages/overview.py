@@ -140,7 +140,11 @@ with left:
     if card["rows"]["Objective"].startswith("IWAE"):
         st.caption(IWAE_NOTE)
 with right:
-    st.image(base64.b64decode(card["prior_samples_png"]), caption="Prior samples")
+    st.image(
+        base64.b64decode(card["prior_samples_png"]),
+        caption="Prior samples",
+        alt="Digits the model generates from random draws of the prior",
+    )
 
 # The first paint ends here. These imports bring in torch (seconds on a fresh server), so they
 # come after it, and on a fresh server after a pause: torch holds the interpreter lock for long

@@ -88,11 +88,13 @@ binary_column = grids.container(width=means.shape[1])
 means_column.image(
     means,
     caption=f"Bernoulli means p(x|z): {count} samples at T = {temperature:.2f}, seed {seed}",
+    alt=f"{count} digits sampled from the model, as pixel probabilities",
     width="stretch",
 )
 binary_column.image(
     grid_picture(binary, config.image_size, columns=columns, scale=2),
     caption="One binary image drawn from each p(x|z): what the model, strictly, generates",
+    alt=f"{count} binary digits, one drawn from each sample's pixel probabilities",
     width="stretch",
 )
 grid_name = f"{entry.name}-samples-T{temperature:.2f}-seed{seed}"

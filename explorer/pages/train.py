@@ -210,7 +210,7 @@ def start_run(settings: dict) -> None:
 def settings_form(busy: bool) -> None:
     limits = ServerLimits.from_env()
     # Folded while a run trains, so the live charts sit near the top of the page.
-    with st.expander("Settings", expanded=not busy), st.form("train_form"):
+    with st.expander("Settings", expanded=not busy), st.form("train_form", enter_to_submit=False):
         left, middle, right = st.columns(3)
         settings = {
             "kind": left.selectbox("Model", list(KINDS), key="train_kind",
@@ -425,10 +425,15 @@ def draw_views(job: jobs.TrainingJob, snap: jobs.JobSnapshot) -> None:
     drawn = drawn_views(views)
     pictures, scatter = st.columns([2, 3])
     with pictures:
-        st.image(drawn["digits_png"], caption="Validation digits (top) and their reconstructions (bottom)")
+        st.image(
+            drawn["digits_png"],
+            caption="Validation digits (top) and their reconstructions (bottom)",
+            alt="Validation digits and, below them, the model's reconstructions",
+        )
         st.image(
             drawn["samples_png"],
             caption="16 fixed prior samples z ~ N(0, I), decoded by the model at this step",
+            alt="16 digits decoded from fixed prior samples at this training step",
         )
         draw_kl_per_dimension(views, drawn["kl"])
     with scatter:

@@ -78,7 +78,7 @@ def digit_picker(
 def show_digit(probs, caption: str, image_size: int = 28, target=st) -> None:
     from explorer.figures.plots import digit_picture
 
-    target.image(digit_picture(probs, image_size), caption=caption, width=140)
+    target.image(digit_picture(probs, image_size), caption=caption, alt=f"A digit: {caption}", width=140)
 
 
 # --- the address bar -----------------------------------------------------------------------------

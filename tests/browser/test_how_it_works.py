@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from .accessibility import assert_no_serious_violations
 from .conftest import open_page, wait_for_app_idle
 
 pytestmark = pytest.mark.browser
@@ -26,6 +27,7 @@ def test_resample_moves_z_and_changes_the_decoded_image(page, app_server):
     open_page(page, app_server, "how_it_works")
     assert page.locator('[data-testid="stException"]').count() == 0
     page.wait_for_selector("h1:has-text('How a VAE computes')")
+    assert_no_serious_violations(page, "How it works")  # axe-core
     before, image_before = shown_vectors(page), decoded_image_src(page)
     assert before["ε"] and before["z"]
     page.get_by_role("button", name="Resample ε").click()

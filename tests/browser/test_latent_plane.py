@@ -484,3 +484,258 @@ def test_interpolate_drags_the_walk_point_and_an_end_in_the_browser(
     wait_for_app_idle(page)
     page.screenshot(path=str(tmp_path / "interpolate.png"))
     assert_no_errors(page, console)
+
+
+# --- everyone: the keyboard, a phone, colour ------------------------------------------------------
+PROBE_JS = """(key) => { const v = window.__latentPlane.views[key], last = v.lastDecoded;
+  return {probe: v.probe && {...v.probe}, step: v.keyStep(), x: last && last.x, y: last && last.y,
+          probs: last ? Array.from(last.probs) : null, live: v.live.textContent, readout: v.readout.textContent,
+          imageName: v.big.getAttribute('aria-label'), glyphs: v.glyphs || 0, focused: v.canvas.matches(':focus'),
+          sent: window.__latentPlane.sent.slice(), ppu: v.view.ppu, fitPpu: v.fit().ppu,
+          pending: v.pending || null}; }"""
+ALL_IN_VIEW_JS = """(key) => { const v = window.__latentPlane.views[key], box = v.plotBox();
+  return v.digitsOnScreen().filter(([x, y]) => x < box.left || x > box.left + box.width
+                                            || y < box.top || y > box.top + box.height).length; }"""
+
+
+def js_round(value: float) -> float:
+    return float(np.floor(value + 0.5))  # Math.round: halves go up
+
+
+def test_the_keyboard_reaches_the_plane_and_decodes_with_the_server_stopped(
+    page, plane_server, served, console
+):
+    from explorer.figures.plots import DIGIT_COLOURS
+
+    process, url, _ = plane_server
+    geometry = open_model(page, url, "mlp2d")
+    key = geometry["key"]
+    entry = next(e for e in served.values() if e.name == "mlp2d")
+    projection = plane_projection(page, key)
+    assert page.evaluate(ALL_IN_VIEW_JS, key) == 0, "the default view cuts points off"
+    # the legend: Python's colours, a pressed state per class, and one action to show only one class
+    swatches = page.locator(f"{GRAPH} .vlp-legend .vlp-swatch").evaluate_all(
+        "spans => spans.map(s => getComputedStyle(s).backgroundColor)"
+    )
+    assert swatches == [
+        f"rgb({int(c[1:3], 16)}, {int(c[3:5], 16)}, {int(c[5:7], 16)})" for c in DIGIT_COLOURS
+    ]
+    legend = page.locator(f"{GRAPH} .vlp-legend button")
+    assert legend.evaluate_all("bs => bs.map(b => b.getAttribute('aria-pressed'))") == ["true"] * 10
+    page.locator(f"{GRAPH} .vlp-only select").first.select_option("7")
+    assert legend.evaluate_all("bs => bs.map(b => b.getAttribute('aria-pressed'))") == [
+        str(d == 7).lower() for d in range(10)
+    ]
+    page.locator(f"{GRAPH} .vlp-only select").first.select_option("all")
+
+    # Tab from the page's title reaches the plane, which shows a focus ring
+    page.locator("h1").first.click()
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate(PROBE_JS, key)["focused"]:
+            break
+    assert page.evaluate(PROBE_JS, key)["focused"], "Tab never reached the latent plane"
+    ring = page.evaluate(
+        "(key) => { const s = getComputedStyle(window.__latentPlane.views[key].canvas);"
+        " return [s.outlineStyle, parseFloat(s.outlineWidth)]; }",
+        key,
+    )
+    assert ring[0] != "none" and ring[1] >= 2, ring
+
+    frames = []
+    page.on("websocket", lambda ws: ws.on("framesent", lambda frame: frames.append(frame)))
+    os.kill(process.pid, signal.SIGSTOP)
+    try:
+        start = page.evaluate(PROBE_JS, key)
+        step = start["step"]
+        for name in ("ArrowRight", "ArrowRight", "ArrowUp", "Shift+ArrowDown"):
+            page.keyboard.press(name)
+        moved = page.evaluate(PROBE_JS, key)
+        expected = (
+            (js_round(start["probe"]["x"] / step) + 2) * step,
+            (js_round(start["probe"]["y"] / step) - 4) * step,
+        )
+        np.testing.assert_allclose([moved["x"], moved["y"]], expected, atol=1e-9)
+        decoded = decode_plane_points(entry, projection, [[moved["x"], moved["y"]]], 0)[0]
+        np.testing.assert_allclose(moved["probs"], decoded, atol=TOLERANCE)  # as a hover decodes
+        assert "step" in moved["readout"] and "Shift" in moved["readout"]
+        assert moved["live"].startswith("z = (") and "nearest digits" in moved["live"], moved["live"]
+        assert "The digit the decoder draws at z = (" in moved["imageName"]
+
+        # N: the nearest digit, its label said in words
+        points = np.array(
+            page.evaluate("(key) => Array.from(window.__latentPlane.views[key].model.points)", key)
+        )
+        labels = page.evaluate("(key) => Array.from(window.__latentPlane.views[key].model.labels)", key)
+        nearest = int(np.argmin(np.hypot(*(points.reshape(-1, 2) - expected).T)))
+        page.keyboard.press("n")
+        jumped = page.evaluate(PROBE_JS, key)
+        np.testing.assert_allclose([jumped["x"], jumped["y"]], points.reshape(-1, 2)[nearest], atol=1e-6)
+        assert f"digit #{nearest} (a {labels[nearest]})" in jumped["readout"]
+        assert f"digit #{nearest} (a {labels[nearest]})" in jumped["live"]
+
+        # + zooms in around the probe, until the digits are drawn as their glyphs (a non-colour cue)
+        for _ in range(15):
+            page.keyboard.press("+")
+            if page.evaluate(PROBE_JS, key)["glyphs"]:
+                break
+        zoomed = page.evaluate(PROBE_JS, key)
+        assert zoomed["glyphs"] > 0 and zoomed["ppu"] > geometry["ppu"]
+        assert frames == [], "moving the probe talked to the server"
+        page.keyboard.press("Enter")  # chooses the digit under the probe, as a click does
+        page.wait_for_function("() => window.__latentPlane.sent.length > 0")
+        assert page.evaluate(PROBE_JS, key)["sent"][-1] == ["click", {"digit": nearest}]
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    page.wait_for_function(f"() => ({VIEW_JS})().clickedDigit === {nearest}")
+    wait_for_app_idle(page)
+    page.locator(f"{GRAPH} canvas.vlp-canvas").first.focus()
+    page.keyboard.press("0")  # refits: every point back in view
+    page.wait_for_function(
+        "(key) => { const v = window.__latentPlane.views[key]; return Math.abs(v.view.ppu - v.fit().ppu) < 1e-9; }",
+        arg=key,
+    )
+    assert page.evaluate(ALL_IN_VIEW_JS, key) == 0
+    assert_no_errors(page, console)
+
+
+def test_a_double_click_chooses_the_digit_and_keeps_the_zoom_fit_refits(page, plane_server, console):
+    """A double-click used to refit the map after its first click had chosen: now it is a click, and
+    the Fit button refits without choosing anything."""
+    _, url, _ = plane_server
+    geometry = open_model(page, url, "mlp2d")
+    key, area = geometry["key"], geometry["area"]
+    page.mouse.move(area["left"] + area["width"] / 2, area["top"] + area["height"] / 2)
+    page.mouse.wheel(0, -500)
+    page.wait_for_function(
+        f"(key) => window.__latentPlane.views[key].view.ppu > {geometry['ppu'] * 1.5}", arg=key
+    )
+    zoomed = page.evaluate(PROBE_JS, key)["ppu"]
+    digit = isolated_digit(map_geometry(page))
+    page.mouse.dblclick(digit["sx"], digit["sy"])
+    page.wait_for_function(f"() => ({VIEW_JS})().clickedDigit === {digit['index']}")
+    wait_for_app_idle(page)
+    state = page.evaluate(PROBE_JS, key)
+    assert state["ppu"] == zoomed, "a double-click changed the zoom"
+    assert state["sent"] and all(value == ["click", {"digit": digit["index"]}] for value in state["sent"])
+    page.locator(f"{GRAPH} .vlp-tools button[data-act=fit]").first.click()
+    page.wait_for_function(
+        "(key) => { const v = window.__latentPlane.views[key]; return Math.abs(v.view.ppu - v.fit().ppu) < 1e-9; }",
+        arg=key,
+    )
+    assert page.evaluate(PROBE_JS, key)["sent"] == state["sent"], "Fit chose something"
+    assert page.evaluate(ALL_IN_VIEW_JS, key) == 0
+    assert_no_errors(page, console)
+
+
+def test_on_a_phone_a_tap_decodes_one_finger_scrolls_and_nothing_sticks_out(browser, plane_server, served):
+    _, url, _ = plane_server
+    entry = next(e for e in served.values() if e.name == "mlp2d")
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True, device_scale_factor=2
+    )
+    tab = context.new_page()
+    tab.set_default_timeout(60_000)
+    try:
+        geometry = open_model(tab, url, "mlp2d")
+        key = geometry["key"]
+        assert tab.evaluate("() => document.documentElement.scrollWidth") <= 390
+        for part in ("canvas.vlp-canvas", ".vlp-big", ".vlp-readout", ".vlp-legend", ".vlp-help"):
+            box = tab.locator(f"{GRAPH} {part}").first.bounding_box()
+            assert box["x"] >= 0 and box["x"] + box["width"] <= 390.5, (part, box)
+        assert tab.evaluate(ALL_IN_VIEW_JS, key) == 0, "the default view cuts points off"
+        help_text = tab.locator(f"{GRAPH} .vlp-help").first.inner_text()
+        assert "tap to decode" in help_text and not any(
+            w in help_text.lower() for w in ("hover", "wheel", "double-click")
+        )
+
+        tab.locator(f"{GRAPH} canvas.vlp-canvas").first.scroll_into_view_if_needed()
+        cdp = context.new_cdp_session(tab)
+
+        def touch(kind: str, *points) -> None:
+            cdp.send(
+                "Input.dispatchTouchEvent",
+                {"type": kind, "touchPoints": [{"x": x, "y": y} for x, y in points]},
+            )
+
+        # a tap on a digit: chosen, and the preview shows that digit's decode at once
+        digit = isolated_digit(map_geometry(tab))
+        touch("touchStart", (digit["sx"], digit["sy"]))
+        touch("touchEnd")
+        tab.wait_for_function("() => window.__latentPlane.sent.length > 0")
+        state = tab.evaluate(PROBE_JS, key)
+        assert state["sent"][-1] == ["click", {"digit": digit["index"]}]
+        np.testing.assert_allclose([state["x"], state["y"]], [digit["x"], digit["y"]], atol=1e-6)
+        projection = plane_projection(tab, key)
+        decoded = decode_plane_points(entry, projection, [[digit["x"], digit["y"]]], 0)[0]
+        np.testing.assert_allclose(state["probs"], decoded, atol=TOLERANCE)
+        tab.wait_for_function(f"() => ({VIEW_JS})().clickedDigit === {digit['index']}")
+        wait_for_app_idle(tab)
+
+        scrolled = (
+            "() => window.scrollY + [...document.querySelectorAll('*')].reduce((s, e) => s + e.scrollTop, 0)"
+        )
+        before, view_before = (
+            tab.evaluate(scrolled),
+            tab.evaluate("(k) => ({...window.__latentPlane.views[k].view})", key),
+        )
+        box = tab.locator(f"{GRAPH} canvas.vlp-canvas").first.bounding_box()
+
+        # a finger held still, then dragged, probes: the point under it is decoded, the page stays put
+        x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        touch("touchStart", (x, y))
+        tab.wait_for_timeout(700)  # the gesture itself: a hold longer than LONG_PRESS_MS (350 ms)
+        for dy in range(10, 70, 10):
+            touch("touchMove", (x, y - dy))
+        tab.wait_for_function(
+            """([key, sx, sy]) => { const v = window.__latentPlane.views[key], last = v.lastDecoded;
+                 if (!last) return false; const [px, py] = v.planeOf(sx, sy), near = 1 / v.view.ppu;
+                 return Math.abs(last.x - px) <= near && Math.abs(last.y - py) <= near; }""",
+            arg=[key, round(x), round(y - 60)],
+        )
+        touch("touchEnd")
+        assert tab.evaluate(scrolled) == before, "a hold-and-drag scrolled the page"
+        assert tab.evaluate("(k) => ({...window.__latentPlane.views[k].view})", key) == view_before
+
+        # one finger swiping up on the plane scrolls the page and leaves the map where it was
+        x, y = box["x"] + box["width"] / 2, min(box["y"] + box["height"] * 0.8, 800)
+        touch("touchStart", (x, y))
+        for dy in np.linspace(0, 300, 11)[1:]:
+            touch("touchMove", (x, y - dy))
+        touch("touchEnd")
+        tab.wait_for_function(f"() => ({scrolled})() > {before + 100}")
+        assert tab.evaluate("(k) => ({...window.__latentPlane.views[k].view})", key) == view_before
+        assert tab.evaluate("() => window.__latentPlane.errors") == []
+    finally:
+        context.close()
+
+
+def test_the_keyboard_walks_and_moves_the_interpolation_path(page, plane_server, served, console):
+    _, url, _ = plane_server
+    entry = next(e for e in served.values() if e.name == "mlp2d")
+    open_page(page, url, "interpolate?model=mlp2d&a=3&b=2&steps=6")
+    key = f"interp_plane:{entry.key}"
+    page.wait_for_function(f"({PATH_JS})({key!r}) !== null")
+    path = page.evaluate(PATH_JS, key)
+    page.locator(f"{GRAPH} canvas.vlp-canvas").first.focus()
+    page.keyboard.press("w")  # the arrows now walk the path
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+    walked = page.evaluate(PATH_JS, key)
+    assert walked["walk"] == min(path["walk"] + 2, 5)
+    np.testing.assert_allclose(
+        np.array(walked["big"]) / 255, walked["images"][walked["walk"]], atol=0.5 / 255 + TOLERANCE
+    )
+    page.keyboard.press("a")  # now end A
+    page.keyboard.press("Shift+ArrowUp")
+    step = page.evaluate("(key) => window.__latentPlane.views[key].keyStep()", key)
+    moved = page.evaluate(PATH_JS, key)
+    np.testing.assert_allclose(
+        moved["start"], np.array(path["start"]) + [0, 5 * step], atol=1e-6
+    )  # 2-D: z = plane
+    assert "End A at z = (" in page.evaluate("(key) => window.__latentPlane.views[key].live.textContent", key)
+    page.keyboard.press("Enter")  # keeps the path: Python hears it as it hears a drag's end
+    page.get_by_role("button", name="Put the ends back on the digits").wait_for()
+    assert page.evaluate("() => window.__latentPlane.sent")[-1][0] == "path"
+    wait_for_app_idle(page)
+    assert_no_errors(page, console)

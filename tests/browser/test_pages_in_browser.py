@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+from .accessibility import assert_no_serious_violations
 from .conftest import PAGES, open_page, wait_for_app_idle
 
 pytestmark = pytest.mark.browser
@@ -40,6 +41,7 @@ def test_page_opens_by_url(page, app_server, name):
     open_page(page, app_server, PAGES[name])
     page.wait_for_selector("h1")
     assert_page_ok(page, name)
+    assert_no_serious_violations(page, name)  # axe-core
 
 
 def visit_by_sidebar(page, name: str) -> None:

@@ -30,7 +30,7 @@ import streamlit as st
 import torch
 from torch import nn
 
-from explorer.figures.plots import plane_bounds
+from explorer.figures.plots import DIGIT_COLOURS, plane_bounds
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import MAX_ABS_COORDINATE
 from explorer.ui.resources import LatentCodes, digits_for, latent_codes
@@ -214,9 +214,14 @@ def server_image(probs, text: str) -> dict:
 
 
 def _prompt(decodable: bool, clickable: bool) -> str:
+    # device-neutral: the component's help line says how, for the mouse, a finger or the keys
     if decodable:
-        return "Hover to decode; click to choose." if clickable else "Hover to decode."
-    return "Click to decode (on the server)." if clickable else ""
+        return (
+            "Point at the map to decode; choose a point to keep it."
+            if clickable
+            else "Point at the map to decode."
+        )
+    return "Choose a point to decode it (on the server)." if clickable else ""
 
 
 # --- mounting ------------------------------------------------------------------------------------
@@ -266,6 +271,7 @@ def latent_plane(
         "model": model_id,
         "height": height,
         "bounds": list(bounds or plane_bounds(codes.plane)),
+        "colours": list(DIGIT_COLOURS),  # plane.js has no palette of its own
         "label": int(label or 0),
         "clicked": list(clicked) if clicked is not None else None,
         "clicked_digit": clicked_digit,
