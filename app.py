@@ -2,10 +2,12 @@
 
 import streamlit as st
 
+from explorer.ui.admission import admit_or_turn_away, first_render_turn
 from explorer.ui.resources import app_torch
 from explorer.ui.sidebar import build_sidebar
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
+admit_or_turn_away()  # before anything heavy: past the server's capacity, a light "class is full" page
 
 PAGES = [
     st.Page("explorer/pages/overview.py", title="Overview", icon="🏠", default=True),
@@ -20,8 +22,9 @@ PAGES = [
 PAGES_WITHOUT_MODEL = {"train"}  # Train makes models: it must open when there is none to pick
 
 page = st.navigation(PAGES)
-if page.url_path in PAGES_WITHOUT_MODEL:
-    app_torch()  # its models are built at once; the other pages load torch through chosen_model()
-else:
-    build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
-page.run()
+with first_render_turn(page.url_path):  # a class arriving at once builds its pages a few at a time
+    if page.url_path in PAGES_WITHOUT_MODEL:
+        app_torch()  # its models are built at once; the other pages load torch through chosen_model()
+    else:
+        build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
+    page.run()
