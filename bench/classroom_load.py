@@ -270,6 +270,7 @@ async def wait_on_busy_page(visitor, busy: PageRun, arrival: Arrival, started: f
 PLANE_CANVAS = "canvas.vlp-canvas"
 _class_started = [0.0]  # when the class's arrivals began (perf_counter)
 BROWSER_TIMEOUT_MS = 120_000
+BROWSER_LEAD_S = 3.0
 
 
 async def browser_arrival(browser, url: str, arrival: Arrival, leave: asyncio.Event, delay_s: float) -> None:
@@ -313,23 +314,26 @@ async def run_class(
     waiting for it to let them in, up to `busy_wait_s`; then everyone leaves and this returns."""
     from playwright.async_api import async_playwright
 
-    browser_slots = {round((i + 0.5) * visitors / browsers) for i in range(browsers)} if browsers else set()
+    # Browsers open the link BROWSER_LEAD_S before the class: on this machine Chromium needs seconds
+    # to load Streamlit's scripts, by which time websocket visitors would have taken every place.
+    browser_slots = set(range(min(browsers, visitors)))
     arrivals = [Arrival(i, i in browser_slots) for i in range(visitors)]
     leave = asyncio.Event()
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         url = base_url(port)
 
+        lead_s = BROWSER_LEAD_S if browser_slots else 0.0
+
         async def arrive(arrival: Arrival) -> None:
             delay_s = spread_s * arrival.index / max(visitors, 1)
             if arrival.browser:
                 await browser_arrival(chromium, url, arrival, leave, delay_s)
             else:
-                await asyncio.sleep(delay_s)
+                await asyncio.sleep(lead_s + delay_s)
                 await protocol_arrival(port, arrival, leave)
 
         _class_started[0] = time.perf_counter()
-
         tasks = [asyncio.create_task(arrive(a)) for a in arrivals]
         while any(a.outcome == "pending" for a in arrivals) and not all(t.done() for t in tasks):
             await asyncio.sleep(0.2)
@@ -359,6 +363,7 @@ def summarise(arrivals: list[Arrival]) -> dict:
     times = [a.seconds_to_map for a in arrivals if a.seconds_to_map is not None]
     busy_times = [a.seconds_to_busy for a in arrivals if a.seconds_to_busy is not None]
     later = [a.seconds_to_map_after_busy for a in arrivals if a.seconds_to_map_after_busy is not None]
+    websocket_times = [a.seconds_to_map for a in arrivals if a.seconds_to_map is not None and not a.browser]
     counts = {
         kind: sum(a.outcome == kind for a in arrivals)
         for kind in ("latent_map", "busy", "error", "lost", "pending")
@@ -372,6 +377,19 @@ def summarise(arrivals: list[Arrival]) -> dict:
             "p50": _round(percentile(times, 0.5)),
             "p95": _round(percentile(times, 0.95)),
             "max": _round(max(times, default=None)),
+        },
+        "latent_map_s_by_kind": {
+            kind: [
+                _round(a.seconds_to_map)
+                for a in arrivals
+                if a.seconds_to_map is not None and a.browser == browser
+            ]
+            if browser
+            else {
+                "p50": _round(percentile(websocket_times, 0.5)),
+                "p95": _round(percentile(websocket_times, 0.95)),
+            }
+            for kind, browser in (("websocket", False), ("chromium", True))
         },
         "busy_page_s": {
             "p50": _round(percentile(busy_times, 0.5)),
@@ -434,10 +452,11 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "visitors": args.visitors, "spread_s": args.spread_s, "browsers": args.browsers, "cold": args.cold,
         "memory_limit_mb": args.memory_limit_mb, "load_average_before": load_average(),
+        "app_dir": str(args.app_dir),
         "env": {k: v for k, v in env.items() if k.startswith("VAE_MAX_SESSIONS") or k == "VAE_FIRST_RENDERS"},
     }  # fmt: skip
     try:
-        server = start_streamlit(port, env=env, log_path=log_path, prefix=ceiling.prefix)
+        server = start_streamlit(port, env=env, log_path=log_path, prefix=ceiling.prefix, cwd=args.app_dir)
     except ServerError as exc:
         ceiling.remove()
         sys.exit(f"streamlit did not come up: {exc}")
@@ -471,6 +490,10 @@ def run_benchmark(args: argparse.Namespace) -> dict:
         report["anon_peak_mb"] = round(charges.peak_anon_mb, 1)
         report["rss_peak_mb"] = round(rss.peak_mb, 1)
         report["oom_kills"] = ceiling.oom_kills()
+        admitted = report["outcomes"]["latent_map"] + report["busy_then_latent_map"]
+        if admitted and "anon_before_class_mb" in report:  # what each admitted visitor cost at the peak
+            growth = report["anon_peak_mb"] - report["anon_before_class_mb"]
+            report["anon_peak_growth_per_admitted_mb"] = round(growth / admitted, 2)
         report["server_alive"] = server.poll() is None and healthy(base_url(port))
         report["admission"] = admission_from_log(log_path)
         report["load_average_after"] = load_average()
@@ -504,6 +527,9 @@ def main() -> None:
         type=float,
         default=60.0,
         help="how long turned-away visitors keep their busy page open",
+    )
+    parser.add_argument(
+        "--app-dir", type=Path, default=REPO, help="serve this checkout (e.g. an older commit's)"
     )
     parser.add_argument("--cold", action="store_true", help="the class is the server's first visitors")
     parser.add_argument("--measure-sessions", type=int, default=0, help="measure per-session cost instead")

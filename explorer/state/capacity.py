@@ -26,9 +26,13 @@ SERVER_BASE_MB = 450.0
 # Room kept for training runs: two runs at the Train form's defaults (vae_core's estimate, ~72 MB
 # each). Larger runs are refused by the training budget, not by this reserve.
 TRAINING_RESERVE_MB = 150.0
-# One visitor's session: what stays after opening every page (session state, kept results, widget
-# state), plus a share of the messages a page sends while they wait to be written to its socket.
-SESSION_MB = 2.0
+# One visitor's share of the server's memory while a class arrives: the cgroup's peak anonymous
+# memory less the server's before the class, per admitted visitor (bench/classroom_load.py, 690 MB
+# cgroup, classes of 60 at once and 100 within 10 s): 2.8-3.5 MB with 45 admitted, 3.6-4.2 MB with
+# 25 (the first-render queue's own ~50 MB spread over fewer). An idle session alone keeps ~0.1 MB
+# (`--measure-sessions`); the rest is first renders' messages and allocator slack. With 3.5 MB and
+# the training reserve, every measured class peaked at most 554 MB in the 690 MB container.
+SESSION_MB = 3.5
 MIN_SESSIONS = 1  # a server too small by this arithmetic still serves one visitor at a time
 _UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 

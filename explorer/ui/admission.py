@@ -133,16 +133,19 @@ def _rendering(session_id: str, queued: bool, took_s: float | None = None) -> No
 
 
 def _session_id() -> str | None:
+    """This run's session on a real server; None elsewhere (AppTest, a bare `python app.py`), where
+    there is no class to admit."""
+    from streamlit.runtime import Runtime
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else None
+    return ctx.session_id if ctx is not None and Runtime.exists() else None
 
 
 def admit_or_turn_away() -> None:
     """Return for an admitted visitor; otherwise draw the busy page and stop the run."""
     session_id = _session_id()
-    if session_id is None:  # not a server session (a bare `python app.py`)
+    if session_id is None:
         return
     places = capacity().sessions
     verdict = take_place(session_id, bool(st.session_state.get(ADMITTED_KEY)), places)
@@ -184,8 +187,8 @@ def first_render_turn(page_name: str) -> Iterator[None]:
     """A session's first render of a page waits for a turn among FIRST_RENDERS_AT_ONCE, and counts
     in the queue that admission watches until it ends; later runs (clicks, widgets) go straight
     through."""
-    rendered = st.session_state.setdefault(RENDERED_PAGES_KEY, set())
     session_id = _session_id()
+    rendered = st.session_state.setdefault(RENDERED_PAGES_KEY, set()) if session_id else set()
     if page_name in rendered or session_id is None:
         yield
         return
