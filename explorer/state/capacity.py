@@ -28,10 +28,10 @@ SERVER_BASE_MB = 450.0
 TRAINING_RESERVE_MB = 150.0
 # One visitor's share of the server's memory while a class arrives: the cgroup's peak anonymous
 # memory less the server's before the class, per admitted visitor (bench/classroom_load.py, 690 MB
-# cgroup, classes of 60 at once and 100 within 10 s): 2.8-3.5 MB with 45 admitted, 3.6-4.2 MB with
-# 25 (the first-render queue's own ~50 MB spread over fewer). An idle session alone keeps ~0.1 MB
-# (`--measure-sessions`); the rest is first renders' messages and allocator slack. With 3.5 MB and
-# the training reserve, every measured class peaked at most 554 MB in the 690 MB container.
+# cgroup, classes of 60 at once and 100 within 10 s): 2.8-3.5 MB with 45 admitted (four runs),
+# 2.6-5.0 MB with 25 (eight runs; the first-render queue's own tens of MB spread over fewer). An
+# idle session alone keeps ~0.1 MB (`--measure-sessions`); the rest is first renders' messages and
+# allocator slack. With 25 admitted the peak stayed within 450 + 25 x 3.5 MB (+3 MB in the worst run).
 SESSION_MB = 3.5
 MIN_SESSIONS = 1  # a server too small by this arithmetic still serves one visitor at a time
 _UNLIMITED_BYTES = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
