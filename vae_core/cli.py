@@ -36,7 +36,6 @@ from .config import (
     MAX_HIDDEN_LAYERS,
     MAX_HIDDEN_WIDTH,
     MAX_LATENT_DIM,
-    MODEL_KINDS,
     OBJECTIVES,
     ModelConfig,
     TrainConfig,
@@ -50,6 +49,7 @@ from .images import save_image_grid
 from .inference import sample_prior
 from .limits import MB, check_run_memory, return_freed_heap_to_os
 from .mnist import load_digits, load_train_validation
+from .model_kinds import MODEL_KINDS
 from .train import Trainer, resolve_device
 
 MAX_EPOCHS = 10_000

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .model_kinds import SPECS, kind_spec, parameter_count
 
-MODEL_KINDS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
 # dynamic: Bernoulli resampled each epoch; threshold: level > 127; binarized: the statically
 # binarised MNIST of Larochelle & Murray. Checkpoints, links and commands from before the rename
@@ -66,7 +66,7 @@ def _check_widths(name: str, value: Any, count: tuple[int, int], high: int) -> t
 class ModelConfig:
     """Architecture of a VAE: everything needed to rebuild it before loading weights."""
 
-    kind: str = "mlp"  # "mlp" | "conv"
+    kind: str = "mlp"  # a name in model_kinds.SPECS: "mlp" | "conv"
     latent_dim: int = 2
     hidden: tuple[int, ...] = (512, 256)  # MLP hidden widths, encoder order (decoder mirrors);
     # the conv model uses hidden[0] as the width of its dense layer (256 when empty)
@@ -77,26 +77,15 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if not isinstance(self.kind, str) or self.kind not in SPECS:
+            raise ConfigError(f"model kind must be one of {tuple(SPECS)}, got {self.kind!r}")
         _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
         if self.image_size not in IMAGE_SIZES or not _is_int(self.image_size):
             raise ConfigError(f"image_size must be 28 or 14, got {self.image_size!r}")
         if not isinstance(self.conditional, bool):
             raise ConfigError(f"conditional must be true or false, got {self.conditional!r}")
         _check_int("num_classes", self.num_classes, 2, MAX_NUM_CLASSES)
-        if self.kind == "mlp" and isinstance(self.hidden, (list, tuple)) and not self.hidden:
-            raise ConfigError(
-                "an MLP needs at least one hidden layer of positive width; try --hidden 512,256"
-            )
-        if (
-            self.kind == "mlp"
-            and isinstance(self.hidden, (list, tuple))
-            and any(_is_int(h) and h < 1 for h in self.hidden)
-        ):
-            raise ConfigError(
-                f"an MLP needs hidden layers of positive width, got {tuple(self.hidden)}; try --hidden 512,256"
-            )
+        kind_spec(self.kind).check(self)
         hidden = _check_widths("hidden", self.hidden, (0, MAX_HIDDEN_LAYERS), MAX_HIDDEN_WIDTH)
         object.__setattr__(self, "hidden", hidden)
         if isinstance(self.conv_channels, (list, tuple)) and len(self.conv_channels) != 2:
@@ -117,12 +106,7 @@ class ModelConfig:
 
     def describe(self) -> str:
         """One line a person can read: '784-512-256-2 MLP VAE (conditional)'."""
-        if self.kind == "mlp":
-            widths = [self.pixels, *self.hidden, self.latent_dim]
-            text = "-".join(str(w) for w in widths) + " MLP VAE"
-        else:
-            text = f"conv VAE ({'/'.join(map(str, self.conv_channels))} channels, latent {self.latent_dim})"
-        return text + (" (conditional)" if self.conditional else "")
+        return kind_spec(self.kind).describe(self) + (" (conditional)" if self.conditional else "")
 
 
 @dataclass(frozen=True)
@@ -198,31 +182,6 @@ def upgrade_train_settings(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("binarization"), str):
         data["binarization"] = binarization_name(data["binarization"])
     return data
-
-
-def _linear(n_in: int, n_out: int) -> int:
-    return n_in * n_out + n_out
-
-
-def parameter_count(config: ModelConfig) -> int:
-    """The number of weights `build_model(config)` would allocate, computed without building it."""
-    extra = config.num_classes if config.conditional else 0
-    if config.kind == "mlp":
-        encoder = [config.pixels + extra, *config.hidden, 2 * config.latent_dim]
-        decoder = [config.latent_dim + extra, *reversed(config.hidden), config.pixels]
-        return sum(
-            _linear(a, b)
-            for widths in (encoder, decoder)
-            for a, b in zip(widths[:-1], widths[1:], strict=True)
-        )
-    c1, c2 = config.conv_channels
-    k1, k2 = (4, 4) if config.image_size == 28 else (4, 3)  # kernel 4 for stride 2, 3 for stride 1
-    width = config.hidden[0] if config.hidden else 256
-    encoder = (c1 * k1 * k1 + c1) + (c2 * c1 * k2 * k2 + c2)
-    encoder += _linear(c2 * 49 + extra, width) + _linear(width, 2 * config.latent_dim)
-    decoder = _linear(config.latent_dim + extra, width) + _linear(width, c2 * 49)
-    decoder += (c2 * c1 * k2 * k2 + c1) + (c1 * k1 * k1 + 1)
-    return encoder + decoder
 
 
 def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:

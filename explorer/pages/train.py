@@ -44,6 +44,7 @@ from explorer.ui.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
 from vae_core.config import MAX_HIDDEN_LAYERS, MAX_LATENT_DIM
 from vae_core.limits import ServerLimits
+from vae_core.model_kinds import offered_kinds
 
 JOB_KEY = "train_job"
 RUNS_KEY = "train_runs"  # this session's recent runs, oldest first, for the comparison chart
@@ -77,7 +78,7 @@ def poll_interval_s() -> float:
 
 POLL_RUNNING_S = poll_interval_s()
 CURVE_HEIGHT, LATENT_HEIGHT, KL_HEIGHT, COMPARE_HEIGHT = 280, 400, 170, 340
-KINDS = {"MLP": ("mlp", False), "conv": ("conv", False), "conditional MLP": ("mlp", True)}
+KINDS = {label: (kind, conditional) for label, kind, conditional in offered_kinds()}  # "MLP": ("mlp", False)
 DATA_CHOICES = {
     jobs.DATA_FULL: "MNIST training set (60,000; the bundled sample if unavailable)",
     jobs.DATA_SAMPLE: "Bundled sample (5,000 digits, fastest)",

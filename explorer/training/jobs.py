@@ -57,6 +57,7 @@ from vae_core import (
     load_train_validation,
 )
 from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
+from vae_core.model_kinds import kind_label
 
 # A bad value in the environment falls back to the default with a log warning (never a crash).
 IDLE_TIMEOUT_S = env_number("VAE_TRAIN_IDLE_TIMEOUT_S", 60.0)
@@ -126,9 +127,7 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
 
 
 def _default_name(model_config: ModelConfig, train_config: TrainConfig, job_id: int) -> str:
-    kind = (
-        "conv" if model_config.kind == "conv" else ("conditional MLP" if model_config.conditional else "MLP")
-    )
+    kind = kind_label(model_config.kind, model_config.conditional)
     objective = f"IWAE k={train_config.k}" if train_config.objective == "iwae" else "ELBO"
     return f"run {job_id}: {model_config.latent_dim}-D {kind}, {train_config.epochs:g} ep, {objective}"
 
