@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,61 @@ def _check_widths(name: str, value: Any, count: tuple[int, int], high: int) -> t
     for width in value:
         _check_int(f"each of {name}", width, 1, high)
     return tuple(value)
+
+
+# ------------------------------------------------------------------ settings read from text
+# One reader for every interface: the CLI's arguments and the Train form's fields (text boxes give
+# text, number inputs give numbers) go through these, so a value is refused with the same words
+# wherever it was typed. The config classes then check what the values mean together.
+_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*")  # ASCII digits only ('٣' and '²' are not numbers here)
+
+
+def setting_number(
+    value: str | float, name: str, low: float | None = None, high: float | None = None,
+    whole: bool = False, low_open: bool = False,
+) -> int | float:  # fmt: skip
+    """A setting's number from text or from a number input: finite, whole where a count belongs, in
+    [low, high] (or (low, high] with `low_open`); else a ConfigError that names the setting.
+
+    Text is bounded before it is read: at most 24 ASCII digits for a whole number, 40 ASCII
+    characters for a number (no '٣', no 5,000-digit integers)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if whole:
+            if len(text) > 24 or not _INTEGER.fullmatch(text):
+                raise ConfigError(f"{name} must be a whole number, got {text[:24]!r}")
+            value = int(text)
+        else:
+            try:
+                value = float(text) if len(text) <= 40 and text.isascii() else math.nan
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {text[:40]!r}")
+    elif not _is_number(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if whole and value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    value = int(value) if whole else float(value)
+    low_side = -math.inf if low is None else low
+    high_side = math.inf if high is None else high
+    if value < low_side or (low_open and value == low_side) or value > high_side:
+        if low_open:
+            raise ConfigError(f"{name} must be above {low:g} and at most {high_side:g}, got {value:g}")
+        raise ConfigError(f"{name} must be between {low_side:,} and {high_side:,}, got {value:,}")
+    return value
+
+
+def parse_hidden(text: str, high: int = MAX_HIDDEN_WIDTH) -> tuple[int, ...]:
+    """'256,128' -> (256, 128): 1 to MAX_HIDDEN_LAYERS comma-separated widths, each from 1 to `high`."""
+    parts = [part.strip() for part in text.split(",") if part.strip()] if len(text) <= 200 else []
+    widths = [int(p) if re.fullmatch(r"[0-9]{1,7}", p) else 0 for p in parts]
+    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS or not all(1 <= w <= high for w in widths):
+        raise ConfigError(
+            f"hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} comma-separated widths like 256,128, each a "
+            f"whole number from 1 to {high:,}; got {text[:40]!r}"
+        )
+    return tuple(widths)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ explorer/training/, the charts explorer/figures/training.py.
 
 import math
 import os
-import re
 
 import numpy as np
 import streamlit as st
@@ -42,7 +41,7 @@ from explorer.ui.latent_plane import latent_plane, points_payload
 from explorer.ui.resources import downloads_allowed, register_session_model, session_models
 from explorer.ui.widgets import SELECTED_MODEL
 from vae_core import ConfigError, ModelConfig, TrainConfig, VAEError
-from vae_core.config import MAX_HIDDEN_LAYERS, MAX_LATENT_DIM
+from vae_core.config import MAX_LATENT_DIM, parse_hidden, setting_number
 from vae_core.limits import ServerLimits
 from vae_core.model_kinds import offered_kinds
 
@@ -104,40 +103,6 @@ def session_probe():
     return lambda: runtime.is_active_session(session_id)
 
 
-def parse_hidden(text: str) -> tuple[int, ...]:
-    """'256,128' -> (256, 128): 1 to 8 widths in ASCII digits (no '1e9', '٣' or 5,000-digit numbers)."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS or not all(re.fullmatch(r"[0-9]{1,7}", p) for p in parts):
-        raise ConfigError(
-            f"hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} comma-separated whole numbers like 256,128, "
-            f"got {text[:40]!r}"
-        )
-    return tuple(int(part) for part in parts)
-
-
-def form_number(
-    settings: dict, key: str, label: str, low=None, high=None, whole: bool = False
-) -> float | int:
-    """A number input's value, checked here: the inputs have no bounds of their own, because
-    Streamlit silently swaps a value outside them for the default (1e9 epochs became 3) where
-    the person should be told what this server allows."""
-    value = settings[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{label} must be a finite number, got {value!r}")
-    if whole and value != int(value):
-        raise ConfigError(f"{label} must be a whole number, got {value!r}")
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ConfigError(f"{label} must be between {low:,} and {high:,}, got {value:,}")
-    return int(value) if whole else float(value)
-
-
-def parse_lr(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"learning rate must be a number like 1e-3, got {text!r}") from None
-
-
 def entry_for(job: jobs.TrainingJob) -> ModelEntry:
     return ModelEntry(key=job.key, checkpoint=job.checkpoint(), origin="trained", name=job.name)
 
@@ -169,18 +134,21 @@ def start_run(settings: dict) -> None:
     hidden = parse_hidden(settings["hidden"])
     limits.check_hidden(hidden)
     model_config = ModelConfig(
-        kind=kind, latent_dim=form_number(settings, "latent", "Latent size", 1, MAX_LATENT_DIM, whole=True),
+        kind=kind, latent_dim=setting_number(settings["latent"], "Latent size", 1, MAX_LATENT_DIM, whole=True),
         hidden=hidden, conditional=conditional,
     )  # fmt: skip
     iwae = settings["objective"] == "IWAE"
     data = training_data(settings["data"])  # once per server; its validation size sets the estimate
+    # The number inputs have no bounds of their own: Streamlit silently swaps a value outside them for
+    # the default (1e9 epochs became 3), where the person should be told what this server allows.
     train_config = TrainConfig(
-        epochs=form_number(settings, "epochs", "Epochs"),
-        batch_size=form_number(settings, "batch", "Batch size", whole=True), lr=parse_lr(settings["lr"]),
-        beta=form_number(settings, "beta", "β", 0, 100), objective=settings["objective"].lower(),
-        k=form_number(settings, "k", "IWAE samples k", whole=True) if iwae else 1,
-        warmup_epochs=form_number(settings, "warmup", "KL warm-up epochs", 0, 100),
-        seed=form_number(settings, "seed", "Seed", 0, 2**31 - 1, whole=True), device=settings["device"],
+        epochs=setting_number(settings["epochs"], "Epochs"),
+        batch_size=setting_number(settings["batch"], "Batch size", whole=True),
+        lr=setting_number(settings["lr"], "learning rate", 0, 1, low_open=True),
+        beta=setting_number(settings["beta"], "β", 0, 100), objective=settings["objective"].lower(),
+        k=setting_number(settings["k"], "IWAE samples k", whole=True) if iwae else 1,
+        warmup_epochs=setting_number(settings["warmup"], "KL warm-up epochs", 0, 100),
+        seed=setting_number(settings["seed"], "Seed", 0, 2**31 - 1, whole=True), device=settings["device"],
         num_threads=1, log_every=jobs.LOG_EVERY, validation_size=len(data.validation),
     )  # fmt: skip
     limits.check(model_config, train_config)  # before any model or run is built
