@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from explorer.ui.resources import app_torch
+from explorer import runtime_settings
 from explorer.ui.sidebar import build_sidebar
 
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
+runtime_settings.apply()  # the process-wide settings of a shared server, each with its reason there
 
 PAGES = [
     st.Page("explorer/pages/overview.py", title="Overview", icon="🏠", default=True),
@@ -21,7 +22,7 @@ PAGES_WITHOUT_MODEL = {"train"}  # Train makes models: it must open when there i
 
 page = st.navigation(PAGES)
 if page.url_path in PAGES_WITHOUT_MODEL:
-    app_torch()  # its models are built at once; the other pages load torch through chosen_model()
+    runtime_settings.app_torch()  # its models are built at once; the other pages load torch through chosen_model()
 else:
     build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
 page.run()

@@ -44,9 +44,10 @@ from .config import (
 from .distributed import init_distributed, shutdown_distributed
 from .errors import ConfigError, VAEError
 from .evaluation import evaluate_model
+from .heap import return_freed_heap_to_os
 from .images import save_image_grid
 from .inference import sample_prior
-from .limits import MB, check_run_memory, return_freed_heap_to_os
+from .limits import MB, check_run_memory
 from .mnist import load_digits, load_train_validation
 from .model_kinds import MODEL_KINDS
 from .train import Trainer, resolve_device
@@ -323,7 +324,10 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         args.data_dir, train_config.binarization, model_config.image_size, train_config.validation_size
     )
     model = resumed.model if resumed else None
-    trainer = Trainer(model_config, train_config, train_digits, validation_digits, model, context)
+    trainer = Trainer(
+        model_config, train_config, train_digits, validation_digits, model, context,
+        between_phases=return_freed_heap_to_os,  # this process is the CLI's: see estimate_run_memory
+    )  # fmt: skip
     started = time.time()
     where = str(trainer.device)
     if context.enabled:

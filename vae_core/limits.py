@@ -11,7 +11,6 @@ container gets ~690 MB for the whole app, and the kernel kills it without a word
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
@@ -36,21 +35,6 @@ ALLOCATOR_SLACK = 1.1  # freed blocks the allocator keeps while the next ones ar
 RUN_OVERHEAD = 8 * 1_000_000  # a run's small tensors: batch order, generators, kernel caches
 
 
-def return_freed_heap_to_os() -> None:
-    """Hand the C heap's free pages back to the OS (glibc only; elsewhere nothing happens).
-
-    glibc keeps freed blocks in the arena that freed them. Between a run's phases (training steps,
-    validation, the test evaluation) that kept memory sat beside the next phase's different-sized
-    tensors: measured, an MLP run's peak reached 0.82-1.03 of `estimate_run_memory`, whose phases
-    do not add up; trimmed at each phase's start, 0.73-0.80. And a finished run should not keep its
-    peak on a host that gives the whole app ~690 MB.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass(frozen=True)
 class RunMemory:
     """Bytes one run holds at its peak; the dataset itself (shared, uint8) is not counted."""
@@ -63,7 +47,8 @@ class RunMemory:
     @property
     def peak(self) -> int:
         # The step's activations are freed before validation runs, and validation's before the next
-        # step: Trainer.validate and the CLI's evaluation return the freed heap first.
+        # step: the app and the CLI give the Trainer heap.return_freed_heap_to_os to call between
+        # phases, and the CLI calls it before its evaluation.
         return RUN_OVERHEAD + self.parameters + max(self.training_step, self.validation, self.evaluation)
 
     def describe(self) -> str:

@@ -22,7 +22,7 @@ from vae_core import (
     decode,
     reconstruct,
 )
-from vae_core.limits import return_freed_heap_to_os
+from vae_core.heap import return_freed_heap_to_os
 
 RECON_DIGITS = 8
 PRIOR_SAMPLES = 16

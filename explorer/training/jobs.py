@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import sys
 import threading
 import time
 import weakref
@@ -56,6 +55,7 @@ from vae_core import (
     config_to_dict,
     load_train_validation,
 )
+from vae_core.heap import return_freed_heap_to_os
 from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
 from vae_core.model_kinds import kind_label
 
@@ -76,13 +76,6 @@ def training_memory_limit_mb() -> float:
     """MB that all runs training at once may take together ($VAE_MAX_TRAINING_MEMORY_MB, else 300)."""
     return env_number(TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB)
 
-
-# Torch releases the GIL inside every op. While another thread of the server runs Python (the page
-# building its views, the websocket), the training thread, back from an op, waits for the GIL until
-# that thread's switch interval is over: with CPython's default 5 ms, a thread busy 10-20% of the
-# time cost training 12-27% (measured, one torch thread); at 0.2 ms the loss was within noise.
-# Process-wide and kept once lowered: it only matters while threads contend.
-GIL_SWITCH_INTERVAL_S = 0.0002
 
 LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
 
@@ -173,7 +166,10 @@ class TrainingJob(TrainingLoop):
             else estimate_run_memory(model_config, train_config)
         )  # fmt: skip
         # Built here, in the caller's thread, so bad settings raise before any thread exists.
-        self.trainer: Trainer | None = Trainer(model_config, train_config, data.train, data.validation)
+        self.trainer: Trainer | None = Trainer(
+            model_config, train_config, data.train, data.validation,
+            between_phases=return_freed_heap_to_os,  # the estimate's phases take turns (limits.py)
+        )  # fmt: skip
         self.model = self.trainer.model
         self.device = str(self.trainer.device)
         self._view_inputs = self._fixed_view_inputs(data.validation)
@@ -227,8 +223,6 @@ class TrainingJob(TrainingLoop):
                 )
             self._thread = thread
             _active.add(self)
-            if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:  # a refused run leaves it as it was
-                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
             thread.start()  # inside the lock: the next count already sees this thread alive
         return self
 

@@ -10,7 +10,6 @@ inside the functions that need them.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from explorer.runtime_settings import app_torch
 from explorer.state.registry import PRETRAINED_DIR
 from explorer.state.share_links import escape_markdown
 
@@ -38,17 +38,6 @@ KEPT_RESULTS = 12  # a session keeps a page's latest results, not all it ever co
 CARDS_FILE = "overview_cards.json"
 PRIOR_SAMPLES = 16  # the card's picture: prior samples in a 4x4 grid, seed PRIOR_SEED
 PRIOR_SEED = 0
-
-
-@functools.cache
-def app_torch():
-    """torch, for the app: imported on first use, with one intra-op thread per request (a server's
-    cores are shared by every session, and with the default, all cores, a 300-step completion took
-    25 s instead of 2 s beside a training run)."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("VAE_APP_THREADS", "1")))
-    return torch
 
 
 SAMPLE_NOTE = (
