@@ -124,3 +124,9 @@ def test_the_first_paint_modules_import_without_torch():
         print("imported")
     """)
     assert out == "imported"
+
+
+def test_the_train_poll_interval_is_bounded_and_a_bad_value_gives_the_default(monkeypatch):
+    for text, seconds in [("0.5", 0.5), ("0.01", 0.05), ("100", 5.0), ("abc", 1.0), ("nan", 1.0), ("", 1.0)]:
+        monkeypatch.setenv(runtime_settings.TRAIN_POLL_ENV, text)
+        assert runtime_settings.train_poll_interval_s() == seconds, text

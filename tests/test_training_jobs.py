@@ -28,8 +28,8 @@ from explorer.figures.training import (
     format_duration,
     smooth,
 )
-from explorer.training import jobs
-from explorer.training.event_loop import next_snapshot_at
+from explorer.training import history, jobs
+from explorer.training.history import next_snapshot_at
 from vae_core import ConfigError, ModelConfig, TrainConfig, load_checkpoint
 
 TINY = ModelConfig(latent_dim=2, hidden=(32,))
@@ -386,7 +386,7 @@ def test_snapshot_share_must_be_a_share(data):
 def test_recent_speed_is_images_over_seconds_of_the_recent_windows():
     # two windows of 1,280 images: 0.1 s and 0.4 s, so 2,560 images in 0.5 s
     events = [{"kind": "step", "images_per_s": 12_800.0}, {"kind": "step", "images_per_s": 3_200.0}]
-    snap = jobs.JobSnapshot(
+    snap = history.JobSnapshot(
         job_id=1, status=jobs.RUNNING, events=events, history=[], error=None, stop_requested=False,
         stop_reason=None, active_s=1.0,
     )  # fmt: skip

@@ -246,6 +246,22 @@ def register_session_model(entry: ModelEntry) -> None:
     session_models()[entry.key] = entry
 
 
+def session_probe():
+    """A check the training thread may call: is this browser session still connected?
+
+    With it a run keeps going while its user looks at other pages (which do not poll it) and still
+    stops soon after the tab closes. Under AppTest there is no runtime and only polling counts.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)
+
+
 def digits_for(entry: ModelEntry) -> DigitImages:
     """The explored digits at the model's image size (28, or 14 by 2x2 averaging)."""
     from vae_core import DigitImages, pool_to_14
