@@ -293,7 +293,7 @@ def test_kl_per_dimension_shown_is_latent_activity_on_the_fixed_validation_digit
     run_until(app, lambda at: at.success, what="the stopped run")
     # the last snapshot is the final model: recompute its activity independently of the job
     validation = jobs.load_training_data(jobs.DATA_SAMPLE).validation
-    batch = validation.subset(slice(0, min(history.SCATTER_DIGITS, len(validation)))).fixed_binary()
+    batch = validation.subset(slice(0, min(history.LIVE_MAP_DIGITS, len(validation)))).fixed_binary()
     expected = latent_activity(job.model, batch)
     kl = chart_with(app, "dimension")
     assert kl["dimension"].tolist() == [1, 2, 3, 4, 5]

@@ -34,8 +34,9 @@ MAX_CONV_CHANNELS = 1024
 MAX_NUM_CLASSES = 1000
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
+def is_whole_number(value: Any) -> bool:
+    """An int and not a bool (True is an int in Python, and JSON true is no size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -47,7 +48,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if not _is_int(value):
+    if not is_whole_number(value):
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
@@ -136,7 +137,7 @@ class ModelConfig:
         if not isinstance(self.kind, str) or self.kind not in SPECS:
             raise ConfigError(f"model kind must be one of {tuple(SPECS)}, got {self.kind!r}")
         _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
-        if self.image_size not in IMAGE_SIZES or not _is_int(self.image_size):
+        if self.image_size not in IMAGE_SIZES or not is_whole_number(self.image_size):
             raise ConfigError(f"image_size must be 28 or 14, got {self.image_size!r}")
         if not isinstance(self.conditional, bool):
             raise ConfigError(f"conditional must be true or false, got {self.conditional!r}")
@@ -190,7 +191,7 @@ class TrainConfig:
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         for name in ("batch_size", "k", "seed", "validation_size", "log_every"):
-            if not _is_int(getattr(self, name)):
+            if not is_whole_number(getattr(self, name)):
                 raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if not self.epochs > 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
@@ -216,7 +217,7 @@ class TrainConfig:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
-        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+        if self.num_threads is not None and (not is_whole_number(self.num_threads) or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number >= 1, got {self.num_threads!r}")
         if not isinstance(self.lr_decay, bool):
             raise ConfigError(f"lr_decay must be true or false, got {self.lr_decay!r}")

@@ -165,15 +165,19 @@ def _up(c_in: int, c_out: int, stride: int) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(c_in, c_out, 4 if stride == 2 else 3, stride, 1)
 
 
+def _conv_layout(config: ModelConfig) -> tuple[int, int, int, int, type[nn.Module], int]:
+    """Channels (c1, c2), strides (s1, s2), the activation's module and the dense width: what the
+    encoder uses going down and the decoder going up."""
+    return (*config.conv_channels, *_conv_strides(config.image_size), ACTIVATION_MODULES[config.activation],
+            _conv_width(config))  # fmt: skip
+
+
 class ConvEncoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c1, c2 = config.conv_channels
-        s1, s2 = _conv_strides(config.image_size)
-        act = ACTIVATION_MODULES[config.activation]
+        c1, c2, s1, s2, act, width = _conv_layout(config)
         self.size = config.image_size
         self.features = nn.Sequential(_down(1, c1, s1), act(), _down(c1, c2, s2), act(), nn.Flatten())
-        width = _conv_width(config)
         self.head = nn.Sequential(
             nn.Linear(c2 * 49 + _label_columns(config), width), act(), nn.Linear(width, 2 * config.latent_dim)
         )
@@ -188,10 +192,7 @@ class ConvEncoder(nn.Module):
 class ConvDecoder(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c1, c2 = config.conv_channels
-        s1, s2 = _conv_strides(config.image_size)
-        act = ACTIVATION_MODULES[config.activation]
-        width = _conv_width(config)
+        c1, c2, s1, s2, act, width = _conv_layout(config)
         self.c2 = c2
         self.head = nn.Sequential(
             nn.Linear(config.latent_dim + _label_columns(config), width),

@@ -17,7 +17,7 @@ from vae_core import VAE, DigitImages, LatentProjection, activity_of_posterior, 
 
 RECON_DIGITS = 8
 PRIOR_SAMPLES = 16
-SCATTER_DIGITS = 1000
+LIVE_MAP_DIGITS = 1000  # validation digits on the live latent map (ui.resources.SCATTER_DIGITS: other pages)
 HISTORY_SIZE = 60  # snapshots a run keeps for time travel (22 kB each for 28x28 digits: 1.3 MB at most)
 
 
@@ -182,7 +182,7 @@ def next_snapshot_at(started: float, spent: float, every_s: float, share: float)
 
 def fixed_view_inputs(model: VAE, seed: int, validation: DigitImages) -> dict:
     """The same digits and prior latents every snapshot, so the pictures show learning only."""
-    n = min(SCATTER_DIGITS, len(validation))
+    n = min(LIVE_MAP_DIGITS, len(validation))
     shown = validation.subset(slice(0, min(RECON_DIGITS, n)))
     scatter = validation.subset(slice(0, n))
     conditional = model.config.conditional
