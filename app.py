@@ -2,13 +2,13 @@
 
 import streamlit as st
 
-from explorer import server_guard
+from explorer import runtime_settings, server_guard
 from explorer.ui.admission import admit_or_turn_away, first_render_turn
-from explorer.ui.resources import app_torch
 from explorer.ui.sidebar import build_sidebar
 
 server_guard.install()  # before any widget reads a value a visitor sent
 st.set_page_config(page_title="VAE Explorer", page_icon="🧭", layout="wide")
+runtime_settings.apply()  # the process-wide settings of a shared server, each with its reason there
 admit_or_turn_away()  # before anything heavy: past the server's capacity, a light "class is full" page
 
 PAGES = [
@@ -29,7 +29,7 @@ page = st.navigation(PAGES)
 st.html("<style>[data-testid='stCaptionContainer'] {color: inherit; opacity: 0.8}</style>")
 with first_render_turn(page.url_path):  # a class arriving at once builds its pages a few at a time
     if page.url_path in PAGES_WITHOUT_MODEL:
-        app_torch()  # its models are built at once; the other pages load torch through chosen_model()
+        runtime_settings.app_torch()  # its models are built at once; the others load torch through chosen_model()
     else:
         build_sidebar()  # once per run, before the page: upload, model picker, data note, share box
     page.run()

@@ -23,7 +23,7 @@ machine: the CLI again, beside a process that spins Python on the other core. Ro
 alternate CLI and app so both see the same background load; every timed run holds
 /tmp/bench.lock (flock), which other benchmarks on this machine take too. Under other load, Linux
 (sched_autogroup) shares the CPU between sessions, not threads: the server runs in a session of
-its own (bench/app_harness.py), the CLI in this script's, so the server's other threads take
+its own (tests/harness.py), the CLI in this script's, so the server's other threads take
 their CPU out of the training thread's share. The table gives the load average and the cores the
 browser (playwright and chromium) and the server used while the app's run trained.
 Writes bench/results/app_vs_cli_speed.json and prints a markdown table.
@@ -50,7 +50,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository root is not on sys.path
 
-from bench.app_harness import (  # noqa: E402
+from tests.harness import (  # noqa: E402
     base_url,
     busiest_thread_shares,
     cpu_seconds,

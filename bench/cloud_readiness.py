@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script, bench/ is on sys.path but the repository root is not
 
-from bench.app_harness import (  # noqa: E402
+from tests.harness import (  # noqa: E402
     PAGES,
     MemoryLimit,
     RssSampler,

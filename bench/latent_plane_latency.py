@@ -5,7 +5,7 @@
 Starts two servers on free loopback ports: this checkout (the latent plane component) and the
 last commit with the plotly map over an invisible 80x80 grid (`git archive` of --plotly-commit into
 a temporary folder), both offline with the same $VAE_DATA_DIR and pretrained models, and drives
-Debian's headless chromium (bench/app_harness.py) against each:
+Debian's headless chromium (tests/harness.py) against each:
 
 - hover -> decoded digit painted: from the pointer event (playwright's real mouse) to a message
   posted from the next animation frame, handled once that frame is rendered (p50, p95);
@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: the repository root is not on sys.path
 
-from bench.app_harness import (  # noqa: E402
+from tests.harness import (  # noqa: E402
     ServerError,
     base_url,
     free_loopback_port,
@@ -43,7 +43,7 @@ from bench.app_harness import (  # noqa: E402
     start_streamlit,
     stop_streamlit,
 )
-from bench.app_harness import server_rss_mb as rss_mb  # noqa: E402
+from tests.harness import server_rss_mb as rss_mb  # noqa: E402
 
 PLOTLY_COMMIT = "8f520e8"  # the last commit whose Latent map was the plotly figure over a grid
 MODELS = ("mlp2d", "cmlp2d", "mlp20", "best")

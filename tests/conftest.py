@@ -82,3 +82,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# The fast lane (README: `pytest -m "not slow"`) leaves out the tests that drive the whole app:
+# AppTest runs every page's script (seconds per test), the browser tests a real server and chromium.
+# CI runs everything. Single slow tests elsewhere carry their own @pytest.mark.slow.
+SLOW_MODULES = {
+    "test_app_compare", "test_app_diagnostics", "test_app_how_it_works", "test_app_masks_and_drawing",
+    "test_app_overview_latent_map", "test_app_pages", "test_app_share_export", "test_app_train",
+    "test_hostile_train_form",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in SLOW_MODULES or item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)

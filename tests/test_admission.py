@@ -14,9 +14,9 @@ import os
 
 import pytest
 
-from bench.app_harness import ServerError, free_loopback_port, start_streamlit, stop_streamlit
-from bench.classroom_load import LATENT_MAP, ProtocolVisitor
 from explorer.ui.admission import FULL_TITLE
+from tests.harness import ServerError, free_loopback_port, start_streamlit, stop_streamlit
+from tests.streamlit_protocol import LATENT_MAP, ProtocolVisitor
 
 pytestmark = pytest.mark.slow
 RETRIES = 120  # half a second apart: a minute for the server to notice the first visitor left

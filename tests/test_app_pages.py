@@ -343,8 +343,9 @@ def test_posterior_of_the_issues_digit_shows_a_small_approximation_gap_and_flags
     approximation gap of 48.93 nats, with importance sampling 48 nats off and no warning.
     """
     at = open_page(app, "posterior", latent_dim=2)
-    if "mlp2d" not in at.sidebar.selectbox(key="model_picker").value:
-        pytest.skip("the pretrained mlp2d checkpoint is not in pretrained/")
+    assert "mlp2d" in at.sidebar.selectbox(key="model_picker").value, (
+        "pretrained/mlp2d.safetensors is shipped"
+    )
     at.radio(key="posterior_digit_mode").set_value("index").run()
     at.number_input(key="posterior_digit_index").set_value(3).run()
     at.radio(key="posterior_visible").set_value("top").run()

@@ -19,7 +19,7 @@ from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
 from explorer.figures.training import CURVE_TERMS, NO_DATA, epoch_rows
-from explorer.training import jobs
+from explorer.training import history, jobs
 from vae_core.diagnostics import latent_activity
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -204,7 +204,7 @@ def shown_latents(at: AppTest) -> np.ndarray:
     return np.frombuffer(blob, np.float32, int(np.prod(spec["shape"])), body + spec["offset"]).reshape(-1, 2)
 
 
-def assert_shows(at: AppTest, views: jobs.LiveViews) -> None:
+def assert_shows(at: AppTest, views: history.LiveViews) -> None:
     """The latent map and the KL bars on the page are this snapshot's."""
     np.testing.assert_array_equal(shown_latents(at), views.plane.astype(np.float32))
     kl = chart_with(at, "dimension")
@@ -228,7 +228,7 @@ def slider_steps(at: AppTest) -> list[int]:
     return [int(option.removeprefix("step ").replace(",", "")) for option in steps]
 
 
-def history_of(at: AppTest) -> list[jobs.LiveViews]:
+def history_of(at: AppTest) -> list[history.LiveViews]:
     return at.session_state["train_job"].snapshot().history
 
 
@@ -304,7 +304,7 @@ def test_kl_per_dimension_shown_is_latent_activity_on_the_fixed_validation_digit
     run_until(app, lambda at: at.success, what="the stopped run")
     # the last snapshot is the final model: recompute its activity independently of the job
     validation = jobs.load_training_data(jobs.DATA_SAMPLE).validation
-    batch = validation.subset(slice(0, min(jobs.SCATTER_DIGITS, len(validation)))).fixed_binary()
+    batch = validation.subset(slice(0, min(history.LIVE_MAP_DIGITS, len(validation)))).fixed_binary()
     expected = latent_activity(job.model, batch)
     kl = chart_with(app, "dimension")
     assert kl["dimension"].tolist() == [1, 2, 3, 4, 5]

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from bench.app_harness import busiest_thread_shares, thread_schedstats
+from tests.harness import busiest_thread_shares, thread_schedstats
 
 
 def test_the_busiest_thread_is_the_one_that_ran_most_and_a_new_thread_counts_from_zero():

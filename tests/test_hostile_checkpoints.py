@@ -22,7 +22,7 @@ from markdown_messages import shown
 import vae_core.checkpoint as checkpoint_module
 from vae_core import CheckpointError, ModelConfig, TrainConfig, build_model, load_checkpoint
 from vae_core.checkpoint import MAX_CURVE_ROWS, MAX_HEADER_BYTES, WEIGHT_BYTES, checkpoint_bytes
-from vae_core.config import parameter_count
+from vae_core.model_kinds import parameter_count
 
 SMALL = ModelConfig(latent_dim=2, hidden=(8,))  # 13,396 weights, 54 kB
 

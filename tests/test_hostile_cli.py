@@ -183,6 +183,7 @@ MEASURE = """
 import gc, json, sys, torch
 torch.set_num_threads(1)
 from vae_core import ModelConfig, TrainConfig, Trainer, load_sample_digits
+from vae_core.heap import return_freed_heap_to_os
 from vae_core.limits import estimate_run_memory
 def status(key):
     return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
@@ -195,7 +196,7 @@ list(small.run())  # touches the code paths once: their pages are the interprete
 del small; gc.collect()
 model_config, train_config = ModelConfig(**model), TrainConfig(**train, device="cpu", validation_size=2000)
 base = status("VmRSS"); open("/proc/self/clear_refs", "w").write("5")  # resets the peak (VmHWM)
-trainer = Trainer(model_config, train_config, train_digits, valid)
+trainer = Trainer(model_config, train_config, train_digits, valid, between_phases=return_freed_heap_to_os)
 list(trainer.run())
 print(json.dumps({"measured": status("VmHWM") - base, "estimate": estimate_run_memory(model_config, train_config).peak}))
 """

@@ -10,9 +10,9 @@ from vae_core.config import (
     ModelConfig,
     TrainConfig,
     model_config_from_dict,
-    parameter_count,
 )
 from vae_core.errors import ConfigError
+from vae_core.model_kinds import parameter_count
 from vae_core.models import build_model
 
 EVERY_SAVABLE_KIND = [

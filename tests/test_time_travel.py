@@ -25,7 +25,7 @@ from explorer.figures.training import (
     kl_frame,
     kl_spec,
 )
-from explorer.training import jobs
+from explorer.training import history, jobs
 from explorer.training.exports import (
     BACKGROUND,
     DIGIT_RGB,
@@ -44,14 +44,14 @@ from vae_core.diagnostics import latent_activity
 LATENT_DIM = 4
 
 
-def fake_views(step: int, latent_dim: int = LATENT_DIM, points: int = 5) -> jobs.LiveViews:
+def fake_views(step: int, latent_dim: int = LATENT_DIM, points: int = 5) -> history.LiveViews:
     """A snapshot whose arrays encode its step, so a test can tell snapshots apart."""
     fill = step % 256
-    return jobs.LiveViews(
+    return history.LiveViews(
         step=step, epoch=step / 100, image_size=28,
-        originals=np.zeros((jobs.RECON_DIGITS, 784), np.float32),
-        recon_pixels=np.full((jobs.RECON_DIGITS, 784), fill, np.uint8),
-        sample_pixels=np.full((jobs.PRIOR_SAMPLES, 784), fill, np.uint8),
+        originals=np.zeros((history.RECON_DIGITS, 784), np.float32),
+        recon_pixels=np.full((history.RECON_DIGITS, 784), fill, np.uint8),
+        sample_pixels=np.full((history.PRIOR_SAMPLES, 784), fill, np.uint8),
         plane=np.full((points, 2), step, np.float16), labels=np.arange(points) % 10, axis_titles=("z₁", "z₂"),
         kl_per_dim=np.full(latent_dim, step, np.float32), active=np.arange(latent_dim) % 2 == 0,
     )  # fmt: skip
@@ -136,10 +136,10 @@ def test_snapshots_are_stored_small(finished_run):
         views.recon_pixels.dtype == views.sample_pixels.dtype == np.uint8 and views.plane.dtype == np.float16
     )
     n = len(data.validation)
-    expected = (jobs.RECON_DIGITS + jobs.PRIOR_SAMPLES) * 784 + n * 2 * 2 + LATENT_DIM * (4 + 1)
+    expected = (history.RECON_DIGITS + history.PRIOR_SAMPLES) * 784 + n * 2 * 2 + LATENT_DIM * (4 + 1)
     assert views.nbytes == expected
     # uint8 costs at most half a grey level against the model's real reconstructions
-    recon_input = data.validation.subset(slice(0, jobs.RECON_DIGITS)).fixed_binary()
+    recon_input = data.validation.subset(slice(0, history.RECON_DIGITS)).fixed_binary()
     exact = reconstruct(job.model, recon_input).numpy()
     assert np.abs(views.reconstructions - exact).max() <= 0.5 / 255 + 1e-6
     assert 0 <= views.samples.min() and views.samples.max() <= 1

@@ -29,8 +29,8 @@ from explorer.figures.training import (
     format_duration,
     smooth,
 )
-from explorer.training import jobs
-from explorer.training.event_loop import next_snapshot_at
+from explorer.training import history, jobs
+from explorer.training.history import next_snapshot_at
 from vae_core import ConfigError, ModelConfig, TrainConfig, load_checkpoint
 
 TINY = ModelConfig(latent_dim=2, hidden=(32,))
@@ -334,7 +334,7 @@ def test_freed_heap_of_a_finished_thread_goes_back_to_the_os():
     # threshold) and frees them; glibc keeps the pages until return_freed_heap_to_os trims them.
     script = textwrap.dedent("""
         import threading, numpy as np
-        from vae_core.limits import return_freed_heap_to_os
+        from vae_core.heap import return_freed_heap_to_os
         def rss_mb():
             return int(open('/proc/self/statm').read().split()[1]) * 4096 / 2**20
         def churn():
@@ -385,20 +385,10 @@ def test_snapshot_share_must_be_a_share(data):
         jobs.TrainingJob(TINY, TrainConfig(epochs=1, device="cpu"), data, snapshot_share=0.0)
 
 
-def test_a_started_job_hands_the_gil_back_to_training_quickly(make_job):
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)  # CPython's default
-    try:
-        make_job().start()
-        assert sys.getswitchinterval() == pytest.approx(jobs.GIL_SWITCH_INTERVAL_S)
-    finally:
-        sys.setswitchinterval(before)
-
-
 def test_recent_speed_is_images_over_seconds_of_the_recent_windows():
     # two windows of 1,280 images: 0.1 s and 0.4 s, so 2,560 images in 0.5 s
     events = [{"kind": "step", "images_per_s": 12_800.0}, {"kind": "step", "images_per_s": 3_200.0}]
-    snap = jobs.JobSnapshot(
+    snap = history.JobSnapshot(
         job_id=1, status=jobs.RUNNING, events=events, history=[], error=None, stop_requested=False,
         stop_reason=None, active_s=1.0,
     )  # fmt: skip

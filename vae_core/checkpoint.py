@@ -30,6 +30,7 @@ from .config import (
     ModelConfig,
     TrainConfig,
     config_to_dict,
+    is_whole_number,
     model_config_from_dict,
     train_config_from_dict,
     upgrade_train_settings,
@@ -145,10 +146,6 @@ def _kind(value: Any) -> str:
     if isinstance(value, str):
         return f"the text {_quote(value)}"
     return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # JSON true is not a size
 
 
 def _is_finite_number(value: Any) -> bool:
@@ -279,7 +276,7 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
     if (
         not isinstance(shape, list)
         or len(shape) > MAX_TENSOR_RANK
-        or not all(_is_int(n) and 0 <= n <= MAX_PARAMETERS for n in shape)
+        or not all(is_whole_number(n) and 0 <= n <= MAX_PARAMETERS for n in shape)
     ):
         raise CheckpointError(
             f"{name}: tensor {label} has a malformed shape, {_shape_or_kind(shape)}; a shape is a list "
@@ -291,7 +288,7 @@ def _check_tensor_entry(tensor: str, info: Any, data_size: int, name: str) -> tu
             f"{name}: tensor {label} would hold {_count(elements)} values; "
             f"a model may have {MAX_PARAMETERS:,} in all"
         )
-    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(n) for n in offsets)):
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(is_whole_number(n) for n in offsets)):
         raise CheckpointError(
             f"{name}: tensor {label} has malformed data_offsets, {_shape_or_kind(offsets)}; "
             "they are two whole numbers [begin, end]"

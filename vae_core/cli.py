@@ -16,7 +16,6 @@ import argparse
 import json
 import math
 import os
-import re
 import shlex
 import signal
 import sys
@@ -33,76 +32,55 @@ from .config import (
     BINARIZATIONS,
     DEVICES,
     IMAGE_SIZES,
-    MAX_HIDDEN_LAYERS,
-    MAX_HIDDEN_WIDTH,
     MAX_LATENT_DIM,
-    MODEL_KINDS,
     OBJECTIVES,
     ModelConfig,
     TrainConfig,
     binarization_name,
     field_defaults,
+    parse_hidden,
+    setting_number,
 )
 from .distributed import init_distributed, shutdown_distributed
-from .errors import VAEError
+from .errors import ConfigError, VAEError
 from .evaluation import evaluate_model
+from .heap import return_freed_heap_to_os
 from .images import save_image_grid
 from .inference import sample_prior
-from .limits import MB, check_run_memory, return_freed_heap_to_os
+from .limits import MB, check_run_memory
 from .mnist import load_digits, load_train_validation
+from .model_kinds import MODEL_KINDS
 from .train import Trainer, resolve_device
 
 MAX_EPOCHS = 10_000
 MAX_SEED = 2**62  # the trainer adds a per-rank offset; torch seeds are 64-bit
 MAX_EVAL_K = 100_000  # importance samples per test image: 10,000 images x 100,000 takes hours already
-_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*")  # ASCII digits only ('٣' and '²' are not numbers here)
+
+
+def _argument(read):
+    """An argparse type from a settings reader (config.setting_number, config.parse_hidden): its
+    ConfigError becomes argparse's one-line error, which names the flag."""
+
+    def parse(text: str):
+        try:
+            return read(text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
 
 
 def whole_number(low: int, high: int):
     """An argparse type: a whole number in [low, high], given in plain ASCII digits."""
-
-    def parse(text: str) -> int:
-        text = text.strip()
-        if len(text) > 24 or not _INTEGER.fullmatch(text):
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:24]!r}")
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:,} and {high:,}, got {value:,}")
-        return value
-
-    return parse
+    return _argument(lambda text: setting_number(text, "value", low, high, whole=True))
 
 
 def finite_number(low: float, high: float, low_open: bool = False):
     """An argparse type: a finite number in [low, high] (or (low, high] with `low_open`)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text) if len(text) <= 40 and text.isascii() else math.nan
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"expected a finite number, got {text[:40]!r}")
-        if value < low or (low_open and value == low) or value > high:
-            side = "above" if low_open else "at least"
-            raise argparse.ArgumentTypeError(f"must be {side} {low:g} and at most {high:g}, got {value:g}")
-        return value
-
-    return parse
+    return _argument(lambda text: setting_number(text, "value", low, high, low_open=low_open))
 
 
-def hidden_widths(text: str) -> tuple[int, ...]:
-    """--hidden: 1 to 8 comma-separated widths, each a whole number from 1 to 16,384."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS:
-        raise argparse.ArgumentTypeError(
-            f"expected 1 to {MAX_HIDDEN_LAYERS} comma-separated widths like 512,256, got {text[:40]!r}"
-        )
-    width = whole_number(1, MAX_HIDDEN_WIDTH)
-    try:
-        return tuple(width(part) for part in parts)
-    except argparse.ArgumentTypeError as exc:
-        raise argparse.ArgumentTypeError(f"each width {exc} (e.g. 512,256)") from None
+hidden_widths = _argument(parse_hidden)  # --hidden 512,256
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -346,7 +324,10 @@ def _train_and_save(args, model_config, train_config, out, resumed, context) -> 
         args.data_dir, train_config.binarization, model_config.image_size, train_config.validation_size
     )
     model = resumed.model if resumed else None
-    trainer = Trainer(model_config, train_config, train_digits, validation_digits, model, context)
+    trainer = Trainer(
+        model_config, train_config, train_digits, validation_digits, model, context,
+        between_phases=return_freed_heap_to_os,  # this process is the CLI's: see estimate_run_memory
+    )  # fmt: skip
     started = time.time()
     where = str(trainer.device)
     if context.enabled:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .model_kinds import SPECS, kind_spec, parameter_count
 
-MODEL_KINDS = ("mlp", "conv")
 OBJECTIVES = ("elbo", "iwae")
 # dynamic: Bernoulli resampled each epoch; threshold: level > 127; binarized: the statically
 # binarised MNIST of Larochelle & Murray. Checkpoints, links and commands from before the rename
@@ -33,8 +34,9 @@ MAX_CONV_CHANNELS = 1024
 MAX_NUM_CLASSES = 1000
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)  # True is an int in Python
+def is_whole_number(value: Any) -> bool:
+    """An int and not a bool (True is an int in Python, and JSON true is no size)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
@@ -46,7 +48,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if not _is_int(value):
+    if not is_whole_number(value):
         raise ConfigError(f"{name} must be a whole number, got {value!r}")
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
@@ -62,11 +64,66 @@ def _check_widths(name: str, value: Any, count: tuple[int, int], high: int) -> t
     return tuple(value)
 
 
+# ------------------------------------------------------------------ settings read from text
+# One reader for every interface: the CLI's arguments and the Train form's fields (text boxes give
+# text, number inputs give numbers) go through these, so a value is refused with the same words
+# wherever it was typed. The config classes then check what the values mean together.
+_INTEGER = re.compile(r"[+-]?[0-9][0-9_]*")  # ASCII digits only ('٣' and '²' are not numbers here)
+
+
+def setting_number(
+    value: str | float, name: str, low: float | None = None, high: float | None = None,
+    whole: bool = False, low_open: bool = False,
+) -> int | float:  # fmt: skip
+    """A setting's number from text or from a number input: finite, whole where a count belongs, in
+    [low, high] (or (low, high] with `low_open`); else a ConfigError that names the setting.
+
+    Text is bounded before it is read: at most 24 ASCII digits for a whole number, 40 ASCII
+    characters for a number (no '٣', no 5,000-digit integers)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if whole:
+            if len(text) > 24 or not _INTEGER.fullmatch(text):
+                raise ConfigError(f"{name} must be a whole number, got {text[:24]!r}")
+            value = int(text)
+        else:
+            try:
+                value = float(text) if len(text) <= 40 and text.isascii() else math.nan
+            except ValueError:
+                value = math.nan
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {text[:40]!r}")
+    elif not _is_number(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+    if whole and value != int(value):
+        raise ConfigError(f"{name} must be a whole number, got {value!r}")
+    value = int(value) if whole else float(value)
+    low_side = -math.inf if low is None else low
+    high_side = math.inf if high is None else high
+    if value < low_side or (low_open and value == low_side) or value > high_side:
+        if low_open:
+            raise ConfigError(f"{name} must be above {low:g} and at most {high_side:g}, got {value:g}")
+        raise ConfigError(f"{name} must be between {low_side:,} and {high_side:,}, got {value:,}")
+    return value
+
+
+def parse_hidden(text: str, high: int = MAX_HIDDEN_WIDTH) -> tuple[int, ...]:
+    """'256,128' -> (256, 128): 1 to MAX_HIDDEN_LAYERS comma-separated widths, each from 1 to `high`."""
+    parts = [part.strip() for part in text.split(",") if part.strip()] if len(text) <= 200 else []
+    widths = [int(p) if re.fullmatch(r"[0-9]{1,7}", p) else 0 for p in parts]
+    if not 1 <= len(parts) <= MAX_HIDDEN_LAYERS or not all(1 <= w <= high for w in widths):
+        raise ConfigError(
+            f"hidden sizes must be 1 to {MAX_HIDDEN_LAYERS} comma-separated widths like 256,128, each a "
+            f"whole number from 1 to {high:,}; got {text[:40]!r}"
+        )
+    return tuple(widths)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of a VAE: everything needed to rebuild it before loading weights."""
 
-    kind: str = "mlp"  # "mlp" | "conv"
+    kind: str = "mlp"  # a name in model_kinds.SPECS: "mlp" | "conv"
     latent_dim: int = 2
     hidden: tuple[int, ...] = (512, 256)  # MLP hidden widths, encoder order (decoder mirrors);
     # the conv model uses hidden[0] as the width of its dense layer (256 when empty)
@@ -77,26 +134,15 @@ class ModelConfig:
     activation: str = "relu"
 
     def __post_init__(self) -> None:
-        if self.kind not in MODEL_KINDS:
-            raise ConfigError(f"model kind must be one of {MODEL_KINDS}, got {self.kind!r}")
+        if not isinstance(self.kind, str) or self.kind not in SPECS:
+            raise ConfigError(f"model kind must be one of {tuple(SPECS)}, got {self.kind!r}")
         _check_int("latent_dim", self.latent_dim, 1, MAX_LATENT_DIM)
-        if self.image_size not in IMAGE_SIZES or not _is_int(self.image_size):
+        if self.image_size not in IMAGE_SIZES or not is_whole_number(self.image_size):
             raise ConfigError(f"image_size must be 28 or 14, got {self.image_size!r}")
         if not isinstance(self.conditional, bool):
             raise ConfigError(f"conditional must be true or false, got {self.conditional!r}")
         _check_int("num_classes", self.num_classes, 2, MAX_NUM_CLASSES)
-        if self.kind == "mlp" and isinstance(self.hidden, (list, tuple)) and not self.hidden:
-            raise ConfigError(
-                "an MLP needs at least one hidden layer of positive width; try --hidden 512,256"
-            )
-        if (
-            self.kind == "mlp"
-            and isinstance(self.hidden, (list, tuple))
-            and any(_is_int(h) and h < 1 for h in self.hidden)
-        ):
-            raise ConfigError(
-                f"an MLP needs hidden layers of positive width, got {tuple(self.hidden)}; try --hidden 512,256"
-            )
+        kind_spec(self.kind).check(self)
         hidden = _check_widths("hidden", self.hidden, (0, MAX_HIDDEN_LAYERS), MAX_HIDDEN_WIDTH)
         object.__setattr__(self, "hidden", hidden)
         if isinstance(self.conv_channels, (list, tuple)) and len(self.conv_channels) != 2:
@@ -117,12 +163,7 @@ class ModelConfig:
 
     def describe(self) -> str:
         """One line a person can read: '784-512-256-2 MLP VAE (conditional)'."""
-        if self.kind == "mlp":
-            widths = [self.pixels, *self.hidden, self.latent_dim]
-            text = "-".join(str(w) for w in widths) + " MLP VAE"
-        else:
-            text = f"conv VAE ({'/'.join(map(str, self.conv_channels))} channels, latent {self.latent_dim})"
-        return text + (" (conditional)" if self.conditional else "")
+        return kind_spec(self.kind).describe(self) + (" (conditional)" if self.conditional else "")
 
 
 @dataclass(frozen=True)
@@ -150,7 +191,7 @@ class TrainConfig:
             if not _is_number(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
         for name in ("batch_size", "k", "seed", "validation_size", "log_every"):
-            if not _is_int(getattr(self, name)):
+            if not is_whole_number(getattr(self, name)):
                 raise ConfigError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if not self.epochs > 0:
             raise ConfigError(f"epochs must be positive, got {self.epochs}")
@@ -176,7 +217,7 @@ class TrainConfig:
             raise ConfigError(f"validation_size must be >= 0, got {self.validation_size}")
         if self.log_every < 1:
             raise ConfigError(f"log_every must be >= 1, got {self.log_every}")
-        if self.num_threads is not None and (not _is_int(self.num_threads) or self.num_threads < 1):
+        if self.num_threads is not None and (not is_whole_number(self.num_threads) or self.num_threads < 1):
             raise ConfigError(f"num_threads must be a whole number >= 1, got {self.num_threads!r}")
         if not isinstance(self.lr_decay, bool):
             raise ConfigError(f"lr_decay must be true or false, got {self.lr_decay!r}")
@@ -198,31 +239,6 @@ def upgrade_train_settings(data: dict[str, Any]) -> dict[str, Any]:
     if isinstance(data.get("binarization"), str):
         data["binarization"] = binarization_name(data["binarization"])
     return data
-
-
-def _linear(n_in: int, n_out: int) -> int:
-    return n_in * n_out + n_out
-
-
-def parameter_count(config: ModelConfig) -> int:
-    """The number of weights `build_model(config)` would allocate, computed without building it."""
-    extra = config.num_classes if config.conditional else 0
-    if config.kind == "mlp":
-        encoder = [config.pixels + extra, *config.hidden, 2 * config.latent_dim]
-        decoder = [config.latent_dim + extra, *reversed(config.hidden), config.pixels]
-        return sum(
-            _linear(a, b)
-            for widths in (encoder, decoder)
-            for a, b in zip(widths[:-1], widths[1:], strict=True)
-        )
-    c1, c2 = config.conv_channels
-    k1, k2 = (4, 4) if config.image_size == 28 else (4, 3)  # kernel 4 for stride 2, 3 for stride 1
-    width = config.hidden[0] if config.hidden else 256
-    encoder = (c1 * k1 * k1 + c1) + (c2 * c1 * k2 * k2 + c2)
-    encoder += _linear(c2 * 49 + extra, width) + _linear(width, 2 * config.latent_dim)
-    decoder = _linear(config.latent_dim + extra, width) + _linear(width, c2 * 49)
-    decoder += (c2 * c1 * k2 * k2 + c1) + (c1 * k1 * k1 + 1)
-    return encoder + decoder
 
 
 def config_to_dict(config: ModelConfig | TrainConfig) -> dict[str, Any]:

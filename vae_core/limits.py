@@ -11,16 +11,16 @@ container gets ~690 MB for the whole app, and the kernel kills it without a word
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .config import MAX_PARAMETERS, ModelConfig, TrainConfig, parameter_count
+from .config import MAX_PARAMETERS, ModelConfig, TrainConfig
 from .errors import ConfigError
 from .evaluation import ELEMENT_BUDGET  # log_likelihood_estimate's decoder outputs per chunk
+from .model_kinds import kind_spec, parameter_count
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,6 @@ ALLOCATOR_SLACK = 1.1  # freed blocks the allocator keeps while the next ones ar
 RUN_OVERHEAD = 8 * 1_000_000  # a run's small tensors: batch order, generators, kernel caches
 
 
-def return_freed_heap_to_os() -> None:
-    """Hand the C heap's free pages back to the OS (glibc only; elsewhere nothing happens).
-
-    glibc keeps freed blocks in the arena that freed them. Between a run's phases (training steps,
-    validation, the test evaluation) that kept memory sat beside the next phase's different-sized
-    tensors: measured, an MLP run's peak reached 0.82-1.03 of `estimate_run_memory`, whose phases
-    do not add up; trimmed at each phase's start, 0.73-0.80. And a finished run should not keep its
-    peak on a host that gives the whole app ~690 MB.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 @dataclass(frozen=True)
 class RunMemory:
     """Bytes one run holds at its peak; the dataset itself (shared, uint8) is not counted."""
@@ -62,7 +47,8 @@ class RunMemory:
     @property
     def peak(self) -> int:
         # The step's activations are freed before validation runs, and validation's before the next
-        # step: Trainer.validate and the CLI's evaluation return the freed heap first.
+        # step: the app and the CLI give the Trainer heap.return_freed_heap_to_os to call between
+        # phases, and the CLI calls it before its evaluation.
         return RUN_OVERHEAD + self.parameters + max(self.training_step, self.validation, self.evaluation)
 
     def describe(self) -> str:
@@ -80,30 +66,10 @@ def megabytes(size: float) -> str:
     return f"{size / MB:,.0f} MB" if size >= 10 * MB else f"{size / MB:,.1f} MB"
 
 
-def _row_floats(config: ModelConfig) -> tuple[int, int, int]:
-    """Floats per image that the encoder keeps for backward, the same for the decoder (per latent
-    sample), and the floats of the intermediate tensors alive at once in a layer's forward or backward."""
-    extra = config.num_classes if config.conditional else 0
-    latent = config.latent_dim
-    if config.kind == "mlp":
-        hidden = sum(config.hidden)
-        encoder = config.pixels + extra + hidden + 4 * latent
-        decoder = latent + extra + hidden
-        return encoder, decoder, 2 * max(config.hidden)
-    c1, c2 = config.conv_channels
-    width = config.hidden[0] if config.hidden else 256
-    maps = c1 * (config.image_size // 2) ** 2 + c2 * 49  # 28 -> 14 -> 7, or 14 -> 7 -> 7
-    # A convolution keeps its input and output, and oneDNN's kernels take workspace besides
-    # (measured: about 3 floats per feature-map value in the forward pass).
-    encoder = config.pixels + extra + 2 * maps + 2 * width + 4 * latent
-    decoder = latent + extra + 2 * width + 2 * maps
-    return encoder, decoder, 3 * maps + 2 * width
-
-
 def _transient_floats(config: ModelConfig) -> int:
     """Floats alive at once per latent sample in a forward pass without gradients: the logits,
     their log-likelihoods and the negated sum's input are three pixel-sized tensors."""
-    return 3 * config.pixels + _row_floats(config)[2] + 6 * config.latent_dim
+    return 3 * config.pixels + kind_spec(config.kind).row_floats(config)[2] + 6 * config.latent_dim
 
 
 def validation_chunk(config: ModelConfig, samples: int) -> int:
@@ -130,7 +96,7 @@ def estimate_run_memory(
     pixels = model_config.pixels
     samples = train_config.k if train_config.objective == "iwae" else 1
     batch = math.ceil(train_config.batch_size / world_size)
-    encoder, decoder, working = _row_floats(model_config)
+    encoder, decoder, working = kind_spec(model_config.kind).row_floats(model_config)
     parameters = 4 * FLOAT_BYTES * parameter_count(model_config)
     per_sample = decoder + 3 * pixels + working + 6 * model_config.latent_dim
     training_step = FLOAT_BYTES * batch * (encoder + working + samples * per_sample)
@@ -174,9 +140,7 @@ def _advice(need: RunMemory, model_config: ModelConfig, train_config: TrainConfi
     if largest == "validation":
         if iwae:
             return f"lower {k}: validation decodes k samples of each digit"
-        if model_config.kind == "conv":
-            return "use an MLP: the conv model's feature maps for the validation digits are too large"
-        return f"lower {widths}: validation holds the layers of many digits at once"
+        return kind_spec(model_config.kind).validation_advice(widths)
     if iwae:
         return f"lower {k} or {batch}: each step decodes k x batch images"
     return f"lower {batch} or {widths}"

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .config import ModelConfig, TrainConfig
+from .model_kinds import kind_spec, mlp_linear_layers
 from .models import LOG_VAR_RANGE, VAE
 from .objectives import bernoulli_log_lik_values
 
@@ -34,7 +35,9 @@ _IN_PLACE_ACTIVATIONS = {"relu": torch.relu_, "elu": nn.functional.elu_, "tanh":
 
 def covers(model_config: ModelConfig, train_config: TrainConfig, distributed: bool) -> bool:
     """Whether a run's gradients come from `MLPElboGradients` (else from autograd)."""
-    return model_config.kind == "mlp" and train_config.objective == "elbo" and not distributed
+    return (
+        kind_spec(model_config.kind).hand_gradients and train_config.objective == "elbo" and not distributed
+    )
 
 
 def _activation_backward(grad: torch.Tensor, h: torch.Tensor, activation: str) -> torch.Tensor:
@@ -57,9 +60,10 @@ class MLPElboGradients:
     def __init__(self, model: VAE, generator: torch.Generator):
         self.model = model
         self.generator = generator
-        self.encoder = [m for m in model.encoder.net if isinstance(m, nn.Linear)]
-        self.decoder = [m for m in model.decoder.net if isinstance(m, nn.Linear)]
         self.activation = model.config.activation
+        # Linear layers and the activation only: anything else in the networks raises here.
+        self.encoder = mlp_linear_layers(model.encoder.net, self.activation)
+        self.decoder = mlp_linear_layers(model.decoder.net, self.activation)
         self.latent_dim = model.config.latent_dim
 
     def _forward(self, layers: list[nn.Linear], h: torch.Tensor) -> list[torch.Tensor]:

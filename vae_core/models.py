@@ -1,4 +1,5 @@
-"""VAE networks: an encoder x -> q(z|x) (diagonal Gaussian) and a decoder z -> Bernoulli logits.
+"""A VAE: an encoder x -> q(z|x) (diagonal Gaussian) and a decoder z -> Bernoulli logits, whose
+networks its kind's spec builds (vae_core.model_kinds).
 
 Shapes: images are flat, (B, D) with D = image_size**2; latents are (..., L); labels are (B,) ints.
 """
@@ -13,102 +14,11 @@ from torch import nn
 from torch.distributions import Normal
 
 from .config import ModelConfig
+from .model_kinds import kind_spec
 
-_ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "tanh": nn.Tanh}
 # q(z|x)'s log variance is clamped to this range: it keeps exp() finite on a diverging run
 # without touching sensible values.
 LOG_VAR_RANGE = (-30.0, 20.0)
-
-
-def _mlp(widths: list[int], activation: str) -> nn.Sequential:
-    """Linear layers with an activation between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i, (w_in, w_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
-        layers.append(nn.Linear(w_in, w_out))
-        if i < len(widths) - 2:
-            layers.append(_ACTIVATIONS[activation]())
-    return nn.Sequential(*layers)
-
-
-class MLPEncoder(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        extra = config.num_classes if config.conditional else 0
-        self.net = _mlp([config.pixels + extra, *config.hidden, 2 * config.latent_dim], config.activation)
-
-    def forward(self, x: torch.Tensor, label_onehot: torch.Tensor | None) -> torch.Tensor:
-        if label_onehot is not None:
-            x = torch.cat([x, label_onehot], dim=-1)
-        return self.net(x)  # (B, 2L)
-
-
-class MLPDecoder(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        extra = config.num_classes if config.conditional else 0
-        widths = [config.latent_dim + extra, *reversed(config.hidden), config.pixels]
-        self.net = _mlp(widths, config.activation)
-
-    def forward(self, z: torch.Tensor, label_onehot: torch.Tensor | None) -> torch.Tensor:
-        if label_onehot is not None:
-            z = torch.cat([z, label_onehot.expand(*z.shape[:-1], -1)], dim=-1)
-        return self.net(z)  # (..., D) logits
-
-
-def _conv_strides(image_size: int) -> tuple[int, int]:
-    # Both image sizes reach a 7x7 feature map: 28 -> 14 -> 7, or 14 -> 7 -> 7.
-    return (2, 2) if image_size == 28 else (2, 1)
-
-
-def _down(c_in: int, c_out: int, stride: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, 4 if stride == 2 else 3, stride, 1)
-
-
-def _up(c_in: int, c_out: int, stride: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(c_in, c_out, 4 if stride == 2 else 3, stride, 1)
-
-
-class ConvEncoder(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        c1, c2 = config.conv_channels
-        s1, s2 = _conv_strides(config.image_size)
-        act = _ACTIVATIONS[config.activation]
-        self.size = config.image_size
-        self.features = nn.Sequential(_down(1, c1, s1), act(), _down(c1, c2, s2), act(), nn.Flatten())
-        extra = config.num_classes if config.conditional else 0
-        width = config.hidden[0] if config.hidden else 256
-        self.head = nn.Sequential(
-            nn.Linear(c2 * 49 + extra, width), act(), nn.Linear(width, 2 * config.latent_dim)
-        )
-
-    def forward(self, x: torch.Tensor, label_onehot: torch.Tensor | None) -> torch.Tensor:
-        h = self.features(x.view(-1, 1, self.size, self.size))  # (B, c2*7*7)
-        if label_onehot is not None:
-            h = torch.cat([h, label_onehot], dim=-1)
-        return self.head(h)
-
-
-class ConvDecoder(nn.Module):
-    def __init__(self, config: ModelConfig):
-        super().__init__()
-        c1, c2 = config.conv_channels
-        s1, s2 = _conv_strides(config.image_size)
-        act = _ACTIVATIONS[config.activation]
-        extra = config.num_classes if config.conditional else 0
-        width = config.hidden[0] if config.hidden else 256
-        self.c2 = c2
-        self.head = nn.Sequential(
-            nn.Linear(config.latent_dim + extra, width), act(), nn.Linear(width, c2 * 49), act()
-        )
-        self.pixels = nn.Sequential(_up(c2, c1, s2), act(), _up(c1, 1, s1))
-
-    def forward(self, z: torch.Tensor, label_onehot: torch.Tensor | None) -> torch.Tensor:
-        if label_onehot is not None:
-            z = torch.cat([z, label_onehot.expand(*z.shape[:-1], -1)], dim=-1)
-        lead = z.shape[:-1]
-        h = self.head(z.reshape(-1, z.shape[-1])).view(-1, self.c2, 7, 7)
-        return self.pixels(h).reshape(*lead, -1)  # (..., D) logits
 
 
 class VAE(nn.Module):
@@ -117,10 +27,7 @@ class VAE(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
-        if config.kind == "mlp":
-            self.encoder, self.decoder = MLPEncoder(config), MLPDecoder(config)
-        else:
-            self.encoder, self.decoder = ConvEncoder(config), ConvDecoder(config)
+        self.encoder, self.decoder = kind_spec(config.kind).networks(config)
 
     @property
     def latent_dim(self) -> int:
@@ -165,7 +72,8 @@ def build_model(config: ModelConfig, seed: int = 0) -> VAE:
 
     The modules are built on the meta device (no memory, no random draws) and then initialised
     from a private torch.Generator with PyTorch's default rule for Linear and (transposed)
-    convolution layers: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)). The process-global
+    convolution layers: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)); normalisation layers
+    start at scale 1 and shift 0. The process-global
     RNG is neither read nor advanced, so runs started at once in several threads (app sessions)
     cannot interleave each other's draws.
     """
@@ -189,6 +97,9 @@ def build_model(config: ModelConfig, seed: int = 0) -> VAE:
                     if tensor is not None:
                         tensor.uniform_(-bound, bound, generator=generator)
                         initialised.add(id(tensor))
+            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):  # PyTorch's rule: scale 1, shift 0
+                module.reset_parameters()  # draws nothing
+                initialised.update(id(p) for p in module.parameters())
     left = [name for name, p in model.named_parameters() if id(p) not in initialised]
     if left:  # a new layer type needs its rule here: never ship uninitialised (to_empty) memory
         raise NotImplementedError(f"build_model has no initialisation rule for {left}")

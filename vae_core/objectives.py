@@ -109,17 +109,43 @@ class ELBOTerms:
         return (beta * self.kl - self.recon).mean()
 
 
+@dataclass
+class ForwardPass:
+    """The way through the VAE that the ELBO takes, with every intermediate kept (How it works shows them)."""
+
+    q: Normal  # q(z|x), batch shape (B, L)
+    z: torch.Tensor  # (B, L), or (S, L) for S noise draws of one image
+    logits: torch.Tensor  # Bernoulli logits of p(x|z), (..., D)
+    recon: torch.Tensor  # log p(x|z), nats, (B,) or (S,)
+    kl_per_dim: torch.Tensor  # KL(q(z_u|x) || p(z_u)), analytic, (B, L)
+
+    @property
+    def kl(self) -> torch.Tensor:
+        return self.kl_per_dim.sum(-1)
+
+
+def forward_pass(
+    model: VAE,
+    x: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    eps: torch.Tensor | None = None,
+) -> ForwardPass:
+    """Encode, sample z = mu + sigma * eps (eps given, else drawn from `generator`), decode, score."""
+    q = model.posterior(x, labels)
+    z = reparameterized_sample(q, generator=generator) if eps is None else q.loc + q.scale * eps
+    logits = model.decoder_logits(z, labels)
+    return ForwardPass(q, z, logits, bernoulli_log_lik(logits, x), kl_divergence(q, model.prior()))
+
+
 def elbo_terms(
     model: VAE,
     x: torch.Tensor,
     labels: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
 ) -> ELBOTerms:
-    q = model.posterior(x, labels)
-    z = reparameterized_sample(q, generator=generator)
-    recon = bernoulli_log_lik(model.decoder_logits(z, labels), x)
-    kl = kl_divergence(q, model.prior()).sum(-1)
-    return ELBOTerms(recon=recon, kl=kl, elbo=recon - kl)
+    passed = forward_pass(model, x, labels, generator)
+    return ELBOTerms(recon=passed.recon, kl=passed.kl, elbo=passed.recon - passed.kl)
 
 
 @dataclass

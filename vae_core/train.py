@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -27,7 +27,7 @@ from .config import ModelConfig, TrainConfig
 from .data import DigitImages
 from .distributed import DistributedContext, all_reduce_sum
 from .errors import ConfigError, TrainingDivergedError
-from .limits import return_freed_heap_to_os, validation_chunk
+from .limits import validation_chunk
 from .models import VAE, build_model
 from .objectives import elbo_terms, importance_terms, iwae_bound, log_mean_exp
 
@@ -123,7 +123,12 @@ class Trainer:
         validation_digits: DigitImages | None = None,
         model: VAE | None = None,
         distributed: DistributedContext | None = None,
+        between_phases: Callable[[], None] | None = None,
     ):
+        """`between_phases`, when given, is called before each validation pass allocates: the
+        app and the CLI pass vae_core.heap.return_freed_heap_to_os, which the memory estimate
+        counts on (the library itself changes nothing process-wide)."""
+        self.between_phases = between_phases
         self.dist = distributed or DistributedContext()
         if model_config.conditional and not train_digits.has_labels:
             raise ConfigError("a conditional VAE needs labelled digits; binarized MNIST has no labels")
@@ -205,7 +210,8 @@ class Trainer:
         digits = self.validation_digits
         if digits is None:
             return {}
-        return_freed_heap_to_os()  # the steps' freed tensors: see estimate_run_memory's phases
+        if self.between_phases is not None:
+            self.between_phases()  # the steps' freed tensors: see estimate_run_memory's phases
         self.model.eval()
         total = min(len(digits), max_images)
         binary = digits.subset(slice(0, total)).fixed_binary(VALIDATION_SEED)

@@ -4,10 +4,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from torch.distributions import Normal, kl_divergence
 
 from explorer.figures.pictures import digit_frames, gif_bytes, labelled_rows_picture
 from explorer.figures.plots import digit_picture, ellipse_points, latent_bars_figure
+from explorer.state.selection import latent_click_key
 from explorer.ui.drawing_canvas import draw_digit
 from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for
@@ -15,7 +15,7 @@ from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import digit_picker, show_digit
 from vae_core.data import scoring_binary
 from vae_core.images import mnist_style_pixels
-from vae_core.objectives import bernoulli_log_lik
+from vae_core.objectives import forward_pass
 from vae_core.traversals import MAX_STEPS, latent_traversal
 
 EPS_KEY = "how_eps"  # {(model key, latent dim): ε as a list}
@@ -37,7 +37,7 @@ glossary("ELBO", "KL", "nats", "bits/dim", "active units")
 # --- the input x ----------------------------------------------------------------------------------
 digits = digits_for(entry)
 sources = ["a test digit", "draw one"]
-clicked = st.session_state.get(f"latent_click:{entry.key}")
+clicked = st.session_state.get(latent_click_key(entry.key))
 if clicked is not None and clicked.on_digit:
     sources.append("the digit clicked on the Latent map")
 source = st.radio("Digit", sources, horizontal=True, key="how_source")
@@ -101,21 +101,22 @@ eps = torch.tensor(eps_list, dtype=torch.float32)[None]  # (1, L)
 
 # --- the forward pass -------------------------------------------------------------------------------
 with torch.no_grad():
-    q = model.posterior(x.to(model.device), labels)
-    mu, sigma = q.loc.cpu(), q.scale.cpu()
+    # the reparameterisation: z = μ + σ ⊙ ε is a deterministic function of (μ, σ, ε)
+    one = forward_pass(model, x.to(model.device), labels, eps=eps.to(model.device))
+    mu, sigma = one.q.loc.cpu(), one.q.scale.cpu()
     log_var = 2 * torch.log(sigma)
-    z = mu + sigma * eps  # the reparameterisation: z is a deterministic function of (μ, σ, ε)
-    logits = model.decoder_logits(z.to(model.device), labels).cpu()
+    z, logits = one.z.cpu(), one.logits.cpu()
     probs = torch.sigmoid(logits)
     sample = torch.bernoulli(
         probs, generator=torch.Generator().manual_seed(st.session_state.get(DRAWS_KEY, 0))
     )
-    recon = float(bernoulli_log_lik(logits, x.cpu())[0])
-    kl_dims = kl_divergence(Normal(mu, sigma), Normal(torch.zeros_like(mu), torch.ones_like(mu)))[0]
+    recon = float(one.recon[0])
+    kl_dims = one.kl_per_dim[0].cpu()
     kl = float(kl_dims.sum())
-    many_z = mu + sigma * torch.randn(ELBO_DRAWS, dim, generator=torch.Generator().manual_seed(12345))
-    many_recon = bernoulli_log_lik(model.decoder_logits(many_z.to(model.device), labels).cpu(), x.cpu())
-    many_elbo = many_recon - kl
+    many_eps = torch.randn(ELBO_DRAWS, dim, generator=torch.Generator().manual_seed(12345))
+    many_elbo = (
+        forward_pass(model, x.to(model.device), labels, eps=many_eps.to(model.device)).recon.cpu() - kl
+    )
 
 node = lambda name, value: f'{name} [label="{value}"];'  # noqa: E731
 graph = "\n".join([

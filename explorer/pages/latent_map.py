@@ -8,7 +8,7 @@ import torch
 
 from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, plane_bounds
-from explorer.state.selection import MapClick
+from explorer.state.selection import MapClick, latent_click_key
 from explorer.state.share_links import (
     DIGIT_PARAM,
     LABEL_PARAM,
@@ -47,7 +47,7 @@ config = entry.config
 codes = plane_codes(entry)  # every explored digit: 10,000 on full MNIST
 digits = digits_for(entry)
 bounds = plane_bounds(codes.plane)
-click_key = f"latent_click:{entry.key}"
+click_key = latent_click_key(entry.key)
 own_key = f"own_digit:{entry.key}"
 
 st.title("Latent map")

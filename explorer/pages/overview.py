@@ -6,17 +6,15 @@ them while torch and the models load. What follows the card imports them.
 """
 
 import base64
-import sys
-import time
 
 import streamlit as st
 
+from explorer.runtime_settings import wait_for_first_paint
 from explorer.ui.glossary import glossary
 from explorer.ui.resources import available_models, card_for, digits_for
 from explorer.ui.sidebar import chosen_model
 from explorer.ui.widgets import SELECTED_MODEL
 
-FIRST_PAINT_HEAD_START_S = 0.3
 COMPARE_WITH = "compare_with"
 COMPARE_WANTED = "compare_with_wanted"  # the last pick, kept while the card shows it
 IWAE_NOTE = (
@@ -147,12 +145,8 @@ with right:
     )
 
 # The first paint ends here. These imports bring in torch (seconds on a fresh server), so they
-# come after it, and on a fresh server after a pause: torch holds the interpreter lock for long
-# stretches while its libraries load, and Streamlit's event loop, which sends the card, waits for it.
-# Measured cold (bench/cloud_readiness.py --cold, 2 busy cores), the card reached the browser
-# 1.2-1.3 s after it was drawn without the pause and 0.6 s with it.
-if "torch" not in sys.modules:
-    time.sleep(FIRST_PAINT_HEAD_START_S)
+# come after it, and on a fresh server after a pause that lets the card out first.
+wait_for_first_paint()
 from explorer.figures.comparison import bounds_overlay_figure, kl_overlay_figure  # noqa: E402
 from explorer.figures.plots import bounds_figure, curve_figure, kl_per_dimension_figure  # noqa: E402
 from explorer.figures.training import train_bound_name  # noqa: E402

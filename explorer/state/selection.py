@@ -16,3 +16,8 @@ class MapClick:
     @property
     def on_digit(self) -> bool:
         return self.digit_index is not None
+
+
+def latent_click_key(model_key: str) -> str:
+    """The session-state key of a model's last MapClick: the Latent map writes it, How it works reads it."""
+    return f"latent_click:{model_key}"

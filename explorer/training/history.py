@@ -1,7 +1,8 @@
 """A training run's state as the page reads it: live views (small, uint8), the run's snapshot history, a job snapshot.
 
-Plain data, no threads and no Streamlit: a job's loop (explorer/training/event_loop.py) writes these
-under the job's lock; the Train page and explorer/training/exports.py read them.
+Plain data, no threads and no Streamlit: a job's thread (explorer/training/jobs.py) takes the views
+with `take_views` and writes these under the job's lock; the Train page and explorer/training/exports.py
+read them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from vae_core import VAE, DigitImages, LatentProjection, activity_of_posterior, decode, reconstruct
+
+RECON_DIGITS = 8
+PRIOR_SAMPLES = 16
+LIVE_MAP_DIGITS = 1000  # validation digits on the live latent map (ui.resources.SCATTER_DIGITS: other pages)
 HISTORY_SIZE = 60  # snapshots a run keeps for time travel (22 kB each for 28x28 digits: 1.3 MB at most)
 
 
@@ -160,3 +166,65 @@ class JobSnapshot:
     def eta_s(self) -> float:
         done = self.progress
         return self.active_s * (1 - done) / done if done > 0 else math.inf
+
+
+# ------------------------------------------------------------------------------ taking views
+def next_snapshot_at(started: float, spent: float, every_s: float, share: float) -> float:
+    """When the next step event may take a snapshot: `every_s` after this one started, or later
+    when this one was slow, so that snapshots take at most `share` of the run's time.
+
+    A snapshot encodes 1,000 validation digits and decodes 24 pictures: ~13 ms for the default
+    MLP, far more for a conv model or a slow CPU. On a fixed clock alone a slow snapshot would eat
+    the run; epoch and end events snapshot whatever this says.
+    """
+    return started + max(every_s, spent / share)
+
+
+def fixed_view_inputs(model: VAE, seed: int, validation: DigitImages) -> dict:
+    """The same digits and prior latents every snapshot, so the pictures show learning only."""
+    n = min(LIVE_MAP_DIGITS, len(validation))
+    shown = validation.subset(slice(0, min(RECON_DIGITS, n)))
+    scatter = validation.subset(slice(0, n))
+    conditional = model.config.conditional
+    generator = torch.Generator().manual_seed(seed)
+    device = model.device
+    return {
+        "originals": shown.grey().numpy(),
+        "recon_input": shown.fixed_binary(),
+        "recon_labels": shown.labels if conditional else None,
+        # the snapshot calls model.posterior directly, so its batch lives on the model's device
+        "scatter_input": scatter.fixed_binary().to(device),
+        "scatter_labels": scatter.labels.numpy(),
+        "scatter_condition": scatter.labels.to(device) if conditional else None,
+        "prior_z": torch.randn(PRIOR_SAMPLES, model.config.latent_dim, generator=generator),
+        "prior_labels": torch.arange(PRIOR_SAMPLES) % 10 if conditional else None,
+    }
+
+
+@torch.no_grad()
+def take_views(model: VAE, inputs: dict, step: int, epoch: float) -> LiveViews:
+    """The live views of `model` now, from `fixed_view_inputs`."""
+    was_training = model.training
+    model.eval()
+    try:
+        recon = reconstruct(model, inputs["recon_input"], inputs["recon_labels"])
+        samples = decode(model, inputs["prior_z"], inputs["prior_labels"])
+        q = model.posterior(inputs["scatter_input"], inputs["scatter_condition"])
+        mu, activity = q.loc, activity_of_posterior(q)  # one encoder pass for both
+        projection = LatentProjection.fit(mu)
+        plane = projection.to_plane(mu)
+    finally:
+        model.train(was_training)
+    return LiveViews(
+        step=step,
+        epoch=epoch,
+        image_size=model.config.image_size,
+        originals=inputs["originals"],
+        recon_pixels=to_uint8(recon),
+        sample_pixels=to_uint8(samples),
+        plane=plane.cpu().numpy().astype(np.float16),
+        labels=inputs["scatter_labels"],
+        axis_titles=projection.axis_labels(),
+        kl_per_dim=activity.kl_per_dim.float().cpu().numpy(),
+        active=activity.active.cpu().numpy(),
+    )

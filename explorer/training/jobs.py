@@ -1,7 +1,8 @@
-"""Thread control for training runs: start, pause, resume, stop, the idle watchdog, the server's caps.
+"""A training run in its own thread: start, pause, resume, stop, the idle watchdog, the server's caps,
+and the loop the thread runs (a `vae_core.Trainer`'s events into the job's state).
 
-The loop that runs in the thread lives in event_loop.py (mixed into `TrainingJob`); the plain state
-it writes lives in history.py; the data a run trains on is loaded here.
+The plain state the loop writes, and the live views it takes, live in history.py; the data a run
+trains on is loaded here.
 
 A `TrainingJob` owns one `vae_core.Trainer` and one thread that iterates `Trainer.run()`. The
 thread never touches Streamlit: it writes plain Python/numpy state under the job's lock, and the
@@ -24,26 +25,22 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import sys
+import math
 import threading
 import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Re-exported (redundant aliases): the Train page and tests reach a run's state through `jobs`.
-from explorer.training.event_loop import ENDED as ENDED
-from explorer.training.event_loop import FAILED as FAILED
-from explorer.training.event_loop import FINISHED as FINISHED
-from explorer.training.event_loop import PAUSED as PAUSED
-from explorer.training.event_loop import PRIOR_SAMPLES as PRIOR_SAMPLES
-from explorer.training.event_loop import RECON_DIGITS as RECON_DIGITS
-from explorer.training.event_loop import RUNNING as RUNNING
-from explorer.training.event_loop import SCATTER_DIGITS as SCATTER_DIGITS
-from explorer.training.event_loop import STOPPED as STOPPED
-from explorer.training.event_loop import TrainingLoop
-from explorer.training.history import HISTORY_SIZE, JobSnapshot, SnapshotHistory
-from explorer.training.history import LiveViews as LiveViews
+from explorer.training.history import (
+    HISTORY_SIZE,
+    JobSnapshot,
+    LiveViews,
+    SnapshotHistory,
+    fixed_view_inputs,
+    next_snapshot_at,
+    take_views,
+)
 from vae_core import (
     Checkpoint,
     ConfigError,
@@ -52,16 +49,19 @@ from vae_core import (
     ModelConfig,
     TrainConfig,
     Trainer,
+    VAEError,
     checkpoint_bytes,
     config_to_dict,
     load_train_validation,
 )
+from vae_core.heap import return_freed_heap_to_os
 from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
+from vae_core.model_kinds import kind_label
 
 # A bad value in the environment falls back to the default with a log warning (never a crash).
 IDLE_TIMEOUT_S = env_number("VAE_TRAIN_IDLE_TIMEOUT_S", 60.0)
 # Snapshots (the pictures, latent map and KL bars) come at most once a second, and take at most 3%
-# of the run's time (event_loop.next_snapshot_at). Polls outnumber them: a poll that finds the
+# of the run's time (history.next_snapshot_at). Polls outnumber them: a poll that finds the
 # same snapshot re-sends the same pictures, which the page and the browser then reuse.
 SNAPSHOT_EVERY_S = 1.0
 SNAPSHOT_SHARE = 0.03
@@ -75,13 +75,6 @@ def training_memory_limit_mb() -> float:
     """MB that all runs training at once may take together ($VAE_MAX_TRAINING_MEMORY_MB, else 300)."""
     return env_number(TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB)
 
-
-# Torch releases the GIL inside every op. While another thread of the server runs Python (the page
-# building its views, the websocket), the training thread, back from an op, waits for the GIL until
-# that thread's switch interval is over: with CPython's default 5 ms, a thread busy 10-20% of the
-# time cost training 12-27% (measured, one torch thread); at 0.2 ms the loss was within noise.
-# Process-wide and kept once lowered: it only matters while threads contend.
-GIL_SWITCH_INTERVAL_S = 0.0002
 
 LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
 
@@ -126,15 +119,17 @@ def load_training_data(source: str = DATA_FULL, allow_download: bool = True) -> 
 
 
 def _default_name(model_config: ModelConfig, train_config: TrainConfig, job_id: int) -> str:
-    kind = (
-        "conv" if model_config.kind == "conv" else ("conditional MLP" if model_config.conditional else "MLP")
-    )
+    kind = kind_label(model_config.kind, model_config.conditional)
     objective = f"IWAE k={train_config.k}" if train_config.objective == "iwae" else "ELBO"
     return f"run {job_id}: {model_config.latent_dim}-D {kind}, {train_config.epochs:g} ep, {objective}"
 
 
 # ---------------------------------------------------------------------------------------- job
-class TrainingJob(TrainingLoop):
+RUNNING, PAUSED, STOPPED, FINISHED, FAILED = "running", "paused", "stopped", "finished", "failed"
+ENDED = (STOPPED, FINISHED, FAILED)
+
+
+class TrainingJob:
     """One training run in its own thread. Construct (may raise ConfigError), then `start()`."""
 
     def __init__(
@@ -174,10 +169,13 @@ class TrainingJob(TrainingLoop):
             else estimate_run_memory(model_config, train_config)
         )  # fmt: skip
         # Built here, in the caller's thread, so bad settings raise before any thread exists.
-        self.trainer: Trainer | None = Trainer(model_config, train_config, data.train, data.validation)
+        self.trainer: Trainer | None = Trainer(
+            model_config, train_config, data.train, data.validation,
+            between_phases=return_freed_heap_to_os,  # the estimate's phases take turns (limits.py)
+        )  # fmt: skip
         self.model = self.trainer.model
         self.device = str(self.trainer.device)
-        self._view_inputs = self._fixed_view_inputs(data.validation)
+        self._view_inputs = fixed_view_inputs(self.model, train_config.seed, data.validation)
 
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -228,8 +226,6 @@ class TrainingJob(TrainingLoop):
                 )
             self._thread = thread
             _active.add(self)
-            if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:  # a refused run leaves it as it was
-                sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
             thread.start()  # inside the lock: the next count already sees this thread alive
         return self
 
@@ -334,7 +330,7 @@ class TrainingJob(TrainingLoop):
         if not self.has_model:
             raise RuntimeError(f"run {self.id} is {self.status}: there is no finished model to save")
 
-    # -- the training thread's stop and pause checks (its loop: event_loop.py) -------------
+    # -- the training thread's stop and pause checks (its loop: _run, below) ---------------
     def _idle(self) -> bool:
         if time.monotonic() - self._last_touch <= self.idle_timeout_s:
             return False
@@ -353,3 +349,57 @@ class TrainingJob(TrainingLoop):
                 self.stop("idle")
             self._resume.wait(0.2)
         self._parked.clear()
+
+    # ------------------------------------------------------------------ the thread
+    def _compute_views(self, step: int, epoch: float) -> LiveViews:
+        return take_views(self.model, self._view_inputs, step, epoch)
+
+    def _run(self) -> None:
+        trainer = self.trainer
+        next_views = -math.inf
+        resumed_at = time.monotonic()
+        ended_by = FINISHED
+        try:
+            for event in trainer.run(self._stop):
+                now = time.monotonic()
+                record = event.as_dict()
+                views = None
+                if event.kind != "step" or now >= next_views:
+                    views = self._compute_views(event.step, event.epoch)
+                    next_views = next_snapshot_at(
+                        now, time.monotonic() - now, self.snapshot_every_s, self.snapshot_share
+                    )
+                with self._lock:
+                    self._events.append(record)
+                    if views is not None:
+                        self._history.add(views)
+                    self._active_s += time.monotonic() - resumed_at
+                if event.kind == "done":
+                    ended_by = STOPPED if event.stopped else FINISHED
+                    break
+                if self._idle():
+                    self.stop("idle")
+                self._wait_while_paused()
+                resumed_at = time.monotonic()
+            self.model.requires_grad_(False)
+            self.model.to("cpu")  # other pages run inference on the CPU
+            metrics = trainer.metrics()
+            metrics.update(device=self.device, data=self.data_note, name=self.name)
+            curve = trainer.curve()
+            with self._lock:
+                self._metrics, self._curve = metrics, curve
+                self._status = ended_by
+        except Exception as exc:  # shown on the page instead of dying silently in a thread
+            message = str(exc) if isinstance(exc, VAEError) else f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._status, self._error = FAILED, message
+        finally:
+            self.trainer = trainer = None  # the optimiser state and any device copy of the data go now
+            self._view_inputs = {}
+            return_freed_heap_to_os()
+        if self._on_end is not None and self.has_model:
+            try:
+                self._on_end(self)
+            except Exception as exc:  # the model is kept even if the callback fails
+                with self._lock:
+                    self._error = f"the run ended but could not be shared with other pages: {exc}"

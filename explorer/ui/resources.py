@@ -10,7 +10,6 @@ inside the functions that need them.
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 import logging
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from explorer.runtime_settings import app_torch
 from explorer.state.registry import PRETRAINED_DIR
 from explorer.state.visitor_text import inert
 
@@ -39,17 +39,6 @@ CARD_TEXT_CHARS = 300  # of a checkpoint's text fields on its card (the longest 
 CARDS_FILE = "overview_cards.json"
 PRIOR_SAMPLES = 16  # the card's picture: prior samples in a 4x4 grid, seed PRIOR_SEED
 PRIOR_SEED = 0
-
-
-@functools.cache
-def app_torch():
-    """torch, for the app: imported on first use, with one intra-op thread per request (a server's
-    cores are shared by every session, and with the default, all cores, a 300-step completion took
-    25 s instead of 2 s beside a training run)."""
-    import torch
-
-    torch.set_num_threads(int(os.environ.get("VAE_APP_THREADS", "1")))
-    return torch
 
 
 SAMPLE_NOTE = (
@@ -256,6 +245,22 @@ def available_models() -> dict[str, ModelEntry]:
 
 def register_session_model(entry: ModelEntry) -> None:
     session_models()[entry.key] = entry
+
+
+def session_probe():
+    """A check the training thread may call: is this browser session still connected?
+
+    With it a run keeps going while its user looks at other pages (which do not poll it) and still
+    stops soon after the tab closes. Under AppTest there is no runtime and only polling counts.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not Runtime.exists():
+        return None
+    runtime, session_id = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session_id)
 
 
 def digits_for(entry: ModelEntry) -> DigitImages:

@@ -1,6 +1,6 @@
 """Browser-test fixtures: one `streamlit run` server and one headless Debian chromium per session.
 
-Starting and stopping the server and the browser lives in bench/app_harness.py, shared with the
+Starting and stopping the server and the browser lives in tests/harness.py, shared with the
 benches. CI installs Debian's chromium, so a missing binary is a failure, not a skip.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.app_harness import (
+from tests.harness import (
     PAGES,
     ServerError,
     base_url,

@@ -23,7 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.app_harness import (
+from explorer.state.registry import PRETRAINED_DIR, load_pretrained_models
+from tests.harness import (
     REPO_ROOT,
     ServerError,
     base_url,
@@ -31,7 +32,6 @@ from bench.app_harness import (
     start_streamlit,
     stop_streamlit,
 )
-from explorer.state.registry import PRETRAINED_DIR, load_pretrained_models
 from vae_core import ModelConfig, build_model, decode, save_checkpoint
 
 from .conftest import open_page, wait_for_app_idle

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from bench.app_harness import (
+from tests.harness import (
     MemoryLimit,
     RssSampler,
     ServerError,

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.app_harness import (
+from tests.harness import (
     REPO_ROOT,
     base_url,
     chromium_missing_message,

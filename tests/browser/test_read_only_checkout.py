@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.app_harness import (
+from tests.harness import (
     PAGES,
     REPO_ROOT,
     ServerError,

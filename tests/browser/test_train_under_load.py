@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bench.app_harness import ServerError, base_url, free_loopback_port, start_streamlit, stop_streamlit
+from tests.harness import ServerError, base_url, free_loopback_port, start_streamlit, stop_streamlit
 
 from .conftest import open_page
 from .test_train_in_browser import REWOUND, choose, current_step, fill, main, shown_step

@@ -18,7 +18,7 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from bench.app_harness import healthy
+from tests.harness import healthy
 
 pytestmark = pytest.mark.browser
 

@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 import torch
-from torch import nn
 
 from explorer.figures.plots import DIGIT_COLOURS, plane_bounds
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import MAX_ABS_COORDINATE
 from explorer.ui.resources import LatentCodes, digits_for, latent_codes
-from vae_core import LatentProjection, encode
+from vae_core import VAE, LatentProjection, encode
+from vae_core.model_kinds import kind_spec
 
 _HERE = Path(__file__).resolve().parent
 # Inline JS/CSS read from the package (no asset_dir manifest: the app runs from a checkout, which may
@@ -77,22 +77,19 @@ def plane_codes(entry: ModelEntry) -> LatentCodes:
     return entry.cached("plane_codes", compute)
 
 
-def mlp_decoder_layers(model: nn.Module) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """The decoder's Linear layers as float32 (weight (out, in), bias (out,)), or None when the
-    decoder is not a plain MLP (a conv decoder), which the browser cannot run."""
-    net = getattr(model.decoder, "net", None)
-    if not isinstance(net, nn.Sequential):
+def mlp_decoder_layers(model: VAE) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """The decoder's layers as the browser runs them, float32 (weight (out, in), bias (out,)), or
+    None when the model's kind says the browser cannot run its decoder (a conv decoder)."""
+    browser_layers = kind_spec(model.config.kind).browser_layers
+    if browser_layers is None:
         return None
-    layers = []
-    for module in net:
-        if isinstance(module, nn.Linear):
-            weight = module.weight.detach().to("cpu", torch.float32).numpy()
-            layers.append(
-                (np.ascontiguousarray(weight), module.bias.detach().to("cpu", torch.float32).numpy())
-            )
-        elif not isinstance(module, (nn.ReLU, nn.ELU, nn.Tanh)):
-            return None
-    return layers or None
+    return [
+        (
+            np.ascontiguousarray(w.detach().to("cpu", torch.float32).numpy()),
+            b.detach().to("cpu", torch.float32).numpy(),
+        )
+        for w, b in browser_layers(model)
+    ]
 
 
 def posterior_ellipse(mu, sigma, projection: LatentProjection, n_std: float = 2.0) -> list[float]:
