@@ -90,7 +90,7 @@ def one_torch_thread():
 SLOW_MODULES = {
     "test_app_compare", "test_app_diagnostics", "test_app_how_it_works", "test_app_masks_and_drawing",
     "test_app_overview_latent_map", "test_app_pages", "test_app_share_export", "test_app_train",
-    "test_hostile_train_form",
+    "test_hostile_train_form", "test_app_overview_words", "test_runtime_settings",
 }  # fmt: skip
 
 
