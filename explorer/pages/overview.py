@@ -36,8 +36,13 @@ def _show_comparison(entry, other) -> None:
     """Both models' numbers on the same digits, overlaid KL bars and bound curves, two latent maps."""
     names = distinct_names(entry, other)
     bar = st.empty()  # a progress bar only while something is computed for the first time
-    for i, (model, name) in enumerate(zip((entry, other), names, strict=True)):
-        _bounds_with_progress(model, name, bar, (i / 2, 1 / 2))
+    try:
+        for i, (model, name) in enumerate(zip((entry, other), names, strict=True)):
+            _bounds_with_progress(model, name, bar, (i / 2, 1 / 2))
+    except ServerBusy as busy:  # the server's budget for heavy work is taken: say so, draw no half
+        bar.empty()
+        st.warning(str(busy))
+        return
     bar.empty()
     summaries = [
         summarise(model, digits_for(model), name) for model, name in zip((entry, other), names, strict=True)
@@ -144,6 +149,7 @@ from explorer.state.comparison import (  # noqa: E402
     distinct_names,
     summarise,
 )
+from explorer.state.work_admission import ServerBusy  # noqa: E402
 from explorer.ui.latent_plane import latent_plane, plane_codes  # noqa: E402
 
 entry = chosen_model()
@@ -170,7 +176,10 @@ if "iwae_curve" not in entry.cache and st.button(
     key="overview_bounds",
 ):
     bar = st.empty()
-    _bounds_with_progress(entry, entry.name, bar)
+    try:
+        _bounds_with_progress(entry, entry.name, bar)
+    except ServerBusy as busy:
+        st.warning(str(busy))
     bar.empty()
 if "iwae_curve" in entry.cache:
     bounds = bounds_of(entry, digits_for(entry))

@@ -36,6 +36,7 @@ from explorer.figures.training import (
 )
 from explorer.state.registry import ModelEntry
 from explorer.state.share_links import escape_markdown
+from explorer.state.work_admission import ServerBusy
 from explorer.training import jobs
 from explorer.training.exports import latent_animation_gif, snapshot_at, views_grid_png
 from explorer.ui.latent_plane import latent_plane, points_payload
@@ -182,13 +183,7 @@ def start_run(settings: dict) -> None:
         seed=form_number(settings, "seed", "Seed", 0, 2**31 - 1, whole=True), device=settings["device"],
         num_threads=1, log_every=jobs.LOG_EVERY, validation_size=len(data.validation),
     )  # fmt: skip
-    limits.check(model_config, train_config)  # before any model or run is built
-    if jobs.active_job_count() >= jobs.MAX_ACTIVE_JOBS:
-        raise ConfigError(
-            f"this server is already training {jobs.active_job_count()} models, its limit; "
-            "start again when one has finished"
-        )
-    job = jobs.TrainingJob(
+    job = jobs.TrainingJob(  # checks the settings against `limits` before building anything
         model_config,
         train_config,
         data,
@@ -197,9 +192,7 @@ def start_run(settings: dict) -> None:
         number=st.session_state.get(RUN_COUNT_KEY, 0) + 1,
         limits=limits,
     )
-    st.session_state[JOB_KEY] = job.start(
-        max_active=jobs.MAX_ACTIVE_JOBS, max_memory_mb=jobs.training_memory_limit_mb()
-    )
+    st.session_state[JOB_KEY] = job.start(max_active=jobs.MAX_ACTIVE_JOBS)  # admitted there, once
     st.session_state[RUN_COUNT_KEY] = job.number
     runs = st.session_state.setdefault(RUNS_KEY, [])
     runs.append(job)
@@ -245,7 +238,7 @@ def settings_form(busy: bool) -> None:
     if submitted:
         try:
             start_run(settings)
-        except (VAEError, ValueError) as exc:  # ConfigError and DataError: the user can fix these
+        except (VAEError, ValueError, ServerBusy) as exc:  # the user can fix these, or try again soon
             st.error(f"Cannot start: {escape_markdown(str(exc))}")  # it may quote the visitor's text
             return
         st.rerun()  # redraw with the controls and the polling fragment

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from explorer.state.registry import ModelEntry
+from explorer.state.work_admission import server_work
 from vae_core import (
     DigitImages,
     LatentActivity,
@@ -27,6 +28,7 @@ from vae_core import (
     elbo_terms,
     latent_activity,
 )
+from vae_core.limits import MB, estimate_sampling_memory
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
     import pandas as pd
@@ -144,22 +146,29 @@ def bound_digits(digits: DigitImages) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:BOUND_DIGITS], labels[:BOUND_DIGITS]
 
 
+def bounds_cost_mb(entry: ModelEntry) -> float:
+    """What the IWAE curve of `entry` asks the server's work admission for: the peak of k=5000
+    importance samples of BOUND_DIGITS digits (vae_core.limits.estimate_sampling_memory)."""
+    return estimate_sampling_memory(entry.config, BOUND_DIGITS, max(BOUND_KS)) / MB
+
+
 def bounds_of(
     entry: ModelEntry, digits: DigitImages, progress: Callable[[float, int], None] | None = None
 ) -> dict[int, float]:
     """The IWAE curve (BOUND_KS) over the first BOUND_DIGITS of `digits`: the slow part.
 
-    Computed outside the entry's lock: that lock also guards the arrays every other page caches
-    on the model (codes, pooled digits), and holding it for the ~20 s of importance sampling
-    would stall those pages in every session. Two sessions asking at once may both compute;
-    the first result stored wins, so everyone sees the same curve.
+    Computed once per model, admitted by the server's work budget (ServerBusy when it has no
+    room): sessions asking for the same model's curve at once share one computation, the later
+    ones waiting for the first one's result (`ModelEntry.cached` holds one lock per name, so the
+    other arrays cached on the model stay available meanwhile).
     """
-    found = entry.cache.get("iwae_curve")
-    if found is not None:
-        return found
-    x, labels = bound_digits(digits)
-    curve = iwae_curve(entry.model, x, labels, progress=progress)
-    return entry.cached("iwae_curve", lambda: curve)
+
+    def compute() -> dict[int, float]:
+        x, labels = bound_digits(digits)
+        with server_work().admit(bounds_cost_mb(entry), "the IWAE bounds of this model"):
+            return iwae_curve(entry.model, x, labels, progress=progress)
+
+    return entry.cached("iwae_curve", compute)
 
 
 def summarise(
