@@ -457,6 +457,9 @@ def session():
     st.session_state.clear()
 
 
+APP_REASONS = {"does not fit its own config": "this server takes models of up to 5,000,000"}
+
+
 @pytest.mark.parametrize(("data", "expect"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expect, session):
     from explorer.state.share_links import escape_markdown
@@ -465,6 +468,9 @@ def test_the_app_refuses_each_hostile_upload_with_one_escaped_message(data, expe
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", data)
     assert not ok
+    # the app checks the model's size against the server's parameter budget (that of its training runs,
+    # ServerLimits.max_parameters) first, before the tensors are compared with the config
+    expect = APP_REASONS.get(expect, expect)
     assert message.startswith("\\[Log in\\]\\(https\\:\\/\\/evil\\.example\\)\\.safetensors was not loaded: ")
     assert escape_markdown(expect) in message
     assert "\n" not in message and "](" not in message  # one line of text, no live link
