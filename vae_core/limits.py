@@ -234,8 +234,9 @@ class ServerLimits:
     """What one visitor's run may ask for on a shared server. The defaults fit Streamlit Community
     Cloud's ~690 MB container, where the app itself takes ~450 MB: they admit the Train form's
     defaults (ELBO: ~72 MB; IWAE k=5: ~83 MB) and the conv model (ELBO ~101 MB; IWAE k=5 ~199 MB,
-    just in), and refuse larger IWAE conv runs. explorer.training.jobs also caps all runs together
-    ($VAE_MAX_TRAINING_MEMORY_MB, 300).
+    just in), and refuse larger IWAE conv runs. The app also admits each run, by this estimate,
+    into its server-wide budget for heavy work (explorer/state/work_admission.py, $VAE_WORK_MEMORY_MB),
+    and takes uploaded models up to `max_parameters` too.
     A deployer with more room raises them by environment variable."""
 
     max_run_memory_mb: float = 200.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak

@@ -163,7 +163,7 @@ class SessionModelBudget:
     upload is refused. Pretrained models are the server's own and not counted."""
 
     uploads_per_session: int = 3  # $VAE_MAX_UPLOADS_PER_SESSION
-    total_mb: float = 120.0  # $VAE_MAX_VISITOR_MODELS_MB
+    total_mb: float = 80.0  # $VAE_MAX_VISITOR_MODELS_MB
 
     ENV = {"uploads_per_session": "VAE_MAX_UPLOADS_PER_SESSION", "total_mb": "VAE_MAX_VISITOR_MODELS_MB"}
 

@@ -24,7 +24,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-WORK_MEMORY_ENV, WORK_MEMORY_MB = "VAE_WORK_MEMORY_MB", 250.0
+# Sized for Streamlit Cloud's ~690 MB: the server itself holds ~450 MB (torch, the models, the digits,
+# a few sessions), visitors' models up to 80 MB (registry.SessionModelBudget), and work admitted by
+# estimate up to 200 MB really takes 0.5-0.85 of it (measured): about 650 MB at the very worst.
+WORK_MEMORY_ENV, WORK_MEMORY_MB = "VAE_WORK_MEMORY_MB", 200.0
 WORK_WAIT_ENV, WORK_WAIT_S = "VAE_WORK_WAIT_S", 8.0
 MAX_WAITING = 8  # a longer queue would only hold scripts (and their sessions) for nothing
 
@@ -64,7 +67,7 @@ class WorkAdmission:
 
     @classmethod
     def from_env(cls) -> WorkAdmission:
-        """$VAE_WORK_MEMORY_MB (default 250) and $VAE_WORK_WAIT_S (default 8); a bad value is
+        """$VAE_WORK_MEMORY_MB (default 200) and $VAE_WORK_WAIT_S (default 8); a bad value is
         ignored with a log warning."""
         from vae_core.limits import env_number  # here: importing this module needs no torch
 
