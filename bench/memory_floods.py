@@ -134,11 +134,11 @@ async def bounds_flood(browser, url: str, models: list[str]) -> list[str]:
     return ["bounds shown" if s == BOUNDS_DONE else ("busy: try again" if s == BUSY else s) for s in seen]
 
 
-async def run_flood(name: str, limit_mb: int, flood) -> dict:
+async def run_flood(name: str, limit_mb: int, flood, app_dir: Path = REPO_ROOT) -> dict:
     limit = MemoryLimit(limit_mb, f"vae_floods_{name}_{os.getpid()}")
     port = free_loopback_port()
     log_path = Path(tempfile.mkdtemp(prefix=f"flood_{name}_")) / "server.log"
-    server = start_streamlit(port, log_path=log_path, prefix=limit.prefix)
+    server = start_streamlit(port, cwd=app_dir, log_path=log_path, prefix=limit.prefix)
     url = base_url(port)
     started = time.perf_counter()
     try:
@@ -169,6 +169,8 @@ def main() -> None:
     parser.add_argument("--memory-limit-mb", type=int, default=690)
     parser.add_argument("--out", default=str(REPO_ROOT / "bench" / "results" / "memory_floods_690mb.json"))
     parser.add_argument("--only", nargs="*", help="run only these floods (names as in the JSON)")
+    parser.add_argument("--app-dir", type=Path, default=REPO_ROOT,
+                        help="serve this checkout instead (e.g. an earlier commit, for a before/after)")  # fmt: skip
     args = parser.parse_args()
 
     copies = [(f"copy{i}.safetensors", distinct_copy("best", i)) for i in range(60)]
@@ -190,10 +192,11 @@ def main() -> None:
     for name, flood in floods.items():
         if args.only and name not in args.only:
             continue
-        results.append(asyncio.run(run_flood(name, args.memory_limit_mb, flood)))
+        results.append(asyncio.run(run_flood(name, args.memory_limit_mb, flood, args.app_dir)))
     report = {
         "what": "issue 21 part 4 floods, each on a fresh server in a memory cgroup, Chromium visitors outside it",
         "memory_limit_mb": args.memory_limit_mb,
+        "app_dir": str(args.app_dir),
         "float16_parameters": wide_parameters,
         "float16_file_mib": round(len(wide) / 2**20, 2),
         "env": {k: v for k, v in os.environ.items() if k.startswith("VAE_") and "DIR" not in k},

@@ -238,7 +238,8 @@ def test_the_bounds_memory_estimate_covers_what_they_take():
 
 
 def test_admission_is_first_come_first_served_and_releases_once():
-    admitted = WorkAdmission(100, wait_s=0)
+    ended = []
+    admitted = WorkAdmission(100, wait_s=0, after_work=lambda: ended.append(1))
     with pytest.raises(WorkTooLarge, match="more than the 100 MB"):
         admitted.acquire(101, "a huge job")
     first = admitted.acquire(60, "first")
@@ -250,7 +251,7 @@ def test_admission_is_first_come_first_served_and_releases_once():
     first.release()  # a second release changes nothing
     assert admitted.in_use_mb == 40
     small.release()
-    assert admitted.in_use_mb == 0 and admitted.running() == []
+    assert admitted.in_use_mb == 0 and admitted.running() == [] and len(ended) == 2  # once per piece of work
 
 
 def test_a_bad_budget_variable_falls_back_to_the_default(monkeypatch):

@@ -79,9 +79,8 @@ class ModelEntry:
         weights = sum(p.numel() * 4 for p in self.model.parameters())
         decoder = sum(p.numel() * 4 for p in self.model.decoder.parameters())
         latent = self.config.latent_dim
-        codes = (
-            4 * EXPLORED_DIGITS * (4 * latent + 4)
-        )  # mu, sigma (twice: the map's and the plane's) + points
+        # float32 mu and sigma (the map's codes and the plane's), plane points and the payload's copy
+        codes = 4 * EXPLORED_DIGITS * (4 * latent + 4)
         pooled = 4 * EXPLORED_DIGITS * self.config.pixels if self.config.image_size != 28 else 0
         return max(weights + decoder + codes + pooled, self.resident_bytes())
 
