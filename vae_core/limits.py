@@ -150,13 +150,15 @@ def estimate_run_memory(
     )
 
 
-def estimate_sampling_memory(model_config: ModelConfig, images: int, samples: int) -> int:
+def estimate_sampling_memory(
+    model_config: ModelConfig, images: int, samples: int, element_budget: int = ELEMENT_BUDGET
+) -> int:
     """Peak bytes of drawing `samples` latents for each of `images` images and decoding them without
     gradients (log p(x), IWAE bounds, grids of latents, SVI's scoring), in chunks of at most
-    ELEMENT_BUDGET decoder outputs as `log_likelihood_estimate` takes them: the app asks its
+    `element_budget` decoder outputs as `log_likelihood_estimate` takes them: the app asks its
     server-wide work admission for this much before it starts. An overestimate, like a run's:
     the IWAE bounds of 100 digits up to k=5000 measured 74-102 MB above the process's resident set, against 161-175 MB here."""
-    per_chunk = max(1, ELEMENT_BUDGET // max(1, images * model_config.pixels))
+    per_chunk = max(1, element_budget // max(1, images * model_config.pixels))
     rows = images * min(samples, per_chunk)
     return math.ceil(ALLOCATOR_SLACK * FLOAT_BYTES * rows * _transient_floats(model_config)) + RUN_OVERHEAD
 

@@ -159,8 +159,8 @@ def share_from_thread(models: dict):
 def start_run(settings: dict) -> None:
     """Check the settings against this server's limits (ServerLimits.from_env: $VAE_MAX_*), then start.
 
-    Every refusal is a ConfigError whose message says what to change; no model is built before the
-    memory estimate says the run fits.
+    Every refusal is a ConfigError whose message says what to change (or ServerBusy, from the
+    server's budget for heavy work); no model is built before the memory estimate says the run fits.
     """
     limits = ServerLimits.from_env()
     if settings["kind"] not in KINDS or settings["objective"] not in ("ELBO", "IWAE"):
