@@ -4,19 +4,20 @@ that heavy work (bounds against k, training runs, ...) passes through."""
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import struct
 import threading
+import time
+import weakref
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from explorer.state import comparison, work_admission
-from explorer.state.registry import ModelBudgetError, ModelEntry, SessionModelBudget, _visitor_models
+from explorer.state import comparison, registry, work_admission
+from explorer.state.registry import ModelBudgetError, ModelEntry, SessionModelBudget
 from explorer.state.work_admission import ServerBusy, WorkAdmission, WorkTooLarge
 from vae_core import ModelConfig, build_model, load_checkpoint
 from vae_core.checkpoint import checkpoint_bytes
@@ -46,11 +47,6 @@ def session(monkeypatch):
     st.session_state.clear()
 
 
-def visitor_models_mb() -> float:
-    gc.collect()
-    return sum(model.expected_bytes() for model in list(_visitor_models)) / MB
-
-
 # --- uploads -----------------------------------------------------------------------------------------
 def test_a_session_uploading_many_checkpoints_keeps_only_its_latest_few(session):
     from explorer.ui.resources import session_models
@@ -72,9 +68,9 @@ def test_a_session_uploading_many_checkpoints_keeps_only_its_latest_few(session)
     )
 
 
-def test_all_visitors_models_together_stay_within_the_servers_budget():
+def test_all_visitors_models_together_stay_within_the_servers_budget(monkeypatch):
+    monkeypatch.setattr(registry, "_visitor_models", weakref.WeakSet())  # not other tests' models
     loaded = [load_checkpoint(distinct_copy("mlp20", i)) for i in range(3)]
-    before = visitor_models_mb()  # other tests' models still alive in this process
 
     def uploaded(i: int) -> ModelEntry:  # made when its upload arrives: alive, it counts
         return ModelEntry(f"uploaded:budget{i}", loaded[i], "uploaded", f"m{i}")
@@ -84,7 +80,7 @@ def test_all_visitors_models_together_stay_within_the_servers_budget():
     one = first.expected_bytes()
     # the real resident cost: float32 weights, and the plane's copy of the decoder and the codes to come
     assert one > 4 * parameter_count(first.config)
-    budget = SessionModelBudget(uploads_per_session=3, total_mb=(before * MB + 2.5 * one) / MB)
+    budget = SessionModelBudget(uploads_per_session=3, total_mb=2.5 * one / MB)
     budget.add_upload(first_session, first)
     budget.add_upload(second_session, uploaded(1))
     with pytest.raises(ModelBudgetError, match="Try again later"):
@@ -180,7 +176,7 @@ def test_concurrent_bounds_with_no_room_to_wait_are_admitted_within_the_budget(
         for _ in range(2400):  # up to 2 minutes on a loaded machine; normally at once
             if sum(isinstance(o, ServerBusy) for o in outcomes) == sessions - 1:
                 break
-            threads[0].join(0.05)
+            time.sleep(0.05)
     finally:
         release.set()
         for thread in threads:
