@@ -458,6 +458,9 @@ def session():
     st.session_state.clear()
 
 
+APP_REASONS = {"does not fit its own config": "this server takes models of up to 5,000,000"}
+
+
 @pytest.mark.parametrize(("data", "expect"), [case[1:] for case in CASES], ids=[case[0] for case in CASES])
 def test_the_app_refuses_each_hostile_upload_with_one_inert_message(data, expect, session):
     from explorer.ui.resources import session_models
@@ -465,6 +468,7 @@ def test_the_app_refuses_each_hostile_upload_with_one_inert_message(data, expect
 
     ok, message = _register_upload("[Log in](https://evil.example).safetensors", data)
     assert not ok
+    expect = APP_REASONS.get(expect, expect)  # the server's parameter budget is checked first
     text = shown(message)  # the visitor's text only in code spans: no live link
     assert text.startswith("[Log in](https://evil.example).safetensors was not loaded: ")
     assert expect in text and "\n" not in message  # one line of text

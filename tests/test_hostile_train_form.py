@@ -12,10 +12,12 @@ import pytest
 from markdown_messages import shown
 from streamlit.testing.v1 import AppTest
 
+from explorer.state import work_admission
+from explorer.state.work_admission import ServerBusy, WorkAdmission
 from explorer.training import jobs
 from vae_core.config import setting_number
 from vae_core.errors import ConfigError
-from vae_core.limits import ServerLimits
+from vae_core.limits import MB, ServerLimits
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 TRAIN_PAGE = "explorer/pages/train.py"
@@ -199,19 +201,28 @@ def test_every_limit_has_its_variable():
     assert all(getattr(limits, name) == 7 for name in ServerLimits.ENV)
 
 
-def test_runs_together_may_not_pass_the_servers_training_memory(page, monkeypatch):
-    # One run's estimate is ~16 MB here: a 20 MB budget for all runs lets one start, not two.
-    monkeypatch.setenv(jobs.TRAINING_MEMORY_ENV, "20")
+def test_a_run_is_admitted_once_by_the_servers_budget_for_heavy_work(page, monkeypatch):
+    # One run's estimate is ~16 MB here: a 20 MB budget for heavy work lets one start, not two.
+    budget = WorkAdmission(20, wait_s=0)
+    monkeypatch.setattr(work_admission, "_server", budget)
     submit(page, train_epochs=50.0)
     first = page.session_state["train_job"]
     try:
         assert not page.error and first.is_alive()
         assert first.memory.peak <= 20_000_000 < 2 * first.memory.peak
+        assert budget.running() == ["this training run"]  # counted once, at its estimate
+        assert budget.in_use_mb == pytest.approx(first.memory.peak / MB)
         second = jobs.TrainingJob(
             first.model_config, first.train_config, jobs.load_training_data(jobs.DATA_SAMPLE)
         )
-        with pytest.raises(Exception, match="already take") as refused:
-            second.start(max_active=5, max_memory_mb=jobs.training_memory_limit_mb())
-        assert "choose a smaller run" in str(refused.value)
+        with pytest.raises(ServerBusy, match="Try again in a moment"):
+            second.start(max_active=5)
     finally:
         forget_run(page)
+    assert budget.in_use_mb == 0  # the run's share went back when its thread ended
+
+
+def test_a_run_larger_than_the_budget_for_heavy_work_is_refused_on_the_page(page, monkeypatch):
+    monkeypatch.setattr(work_admission, "_server", WorkAdmission(5, wait_s=0))
+    submit(page)
+    assert_refused(page, "more than the 5 MB this server allows for heavy work")

@@ -32,6 +32,7 @@ from .config import (
     config_to_dict,
     is_whole_number,
     model_config_from_dict,
+    parameter_count,
     train_config_from_dict,
     upgrade_train_settings,
 )
@@ -349,12 +350,16 @@ def _read_source(source: str | Path | bytes) -> tuple[bytes, str]:
     return data, name
 
 
-def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device = "cpu") -> Checkpoint:
+def load_checkpoint(
+    source: str | Path | bytes, map_location: str | torch.device = "cpu", max_parameters: int = MAX_PARAMETERS
+) -> Checkpoint:
     """Load a checkpoint from a path or from bytes (an upload). Raises CheckpointError with a reason;
-    nothing is built or read from a file that fails a check."""
+    nothing is built or read from a file that fails a check. `max_parameters` (at most vae_core's
+    own MAX_PARAMETERS) is a host's lower budget, checked on the model config before any weight is
+    read: a public server sets the one its training runs have (ServerLimits.max_parameters)."""
     data, name = _read_source(source)
     try:
-        return _load(data, name, map_location)
+        return _load(data, name, map_location, min(max_parameters, MAX_PARAMETERS))
     except CheckpointError:
         raise
     except Exception as exc:  # a case the checks did not foresee is still a refusal with a reason
@@ -364,7 +369,7 @@ def load_checkpoint(source: str | Path | bytes, map_location: str | torch.device
         ) from exc
 
 
-def _load(data: bytes, name: str, map_location: str | torch.device) -> Checkpoint:
+def _load(data: bytes, name: str, map_location: str | torch.device, max_parameters: int) -> Checkpoint:
     header = read_header(data, name)
     metadata = header.get("__metadata__", {})
     if metadata.get("format") != FORMAT_TAG:
@@ -373,6 +378,12 @@ def _load(data: bytes, name: str, map_location: str | torch.device) -> Checkpoin
             "format tag in its metadata); train one with `python -m vae_core train`"
         )
     model_config = _model_config(metadata, name)
+    count = parameter_count(model_config)
+    if count > max_parameters:
+        raise CheckpointError(
+            f"{name} holds a model of {count:,} parameters; this server takes models of up to "
+            f"{max_parameters:,} (in float32, {4 * max_parameters / 1e6:,.0f} MB of weights), as its training does"
+        )
     train_config = _train_config(metadata, name)
     metrics = without_machine_paths(_metrics(metadata, name))
     curve = _curve(metadata, name)

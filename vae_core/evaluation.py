@@ -155,6 +155,7 @@ def bounds_against_k(
     repeats: int = 1,
     samples_per_k: int | None = None,
     progress: Callable[[float], None] | None = None,
+    element_budget: int = ELEMENT_BUDGET,
 ) -> BoundsByK:
     """Mean IWAE bound L_k (nats per image) over the images for each k; k=1 is the ELBO.
 
@@ -164,6 +165,7 @@ def bounds_against_k(
     `samples_per_k`, each image is scored with max(1, min(200, samples_per_k // k)) sets.
     Large k is computed chunked (the same estimator as log p(x)), so k=5000 is affordable.
     `progress(fraction of all samples drawn)` is called as the work goes (k=5000 is most of it).
+    `element_budget` bounds the decoder outputs alive at once, as in `log_likelihood_estimate`.
     """
     total, before = sum(ks) * repeats, 0
     means, stds = [], []
@@ -174,7 +176,7 @@ def bounds_against_k(
         values = []
         for r in range(repeats):
             generator = torch.Generator(device=model.device).manual_seed(seed + r)
-            if k * xs.shape[0] * xs.shape[1] <= ELEMENT_BUDGET:
+            if k * xs.shape[0] * xs.shape[1] <= element_budget:
                 value = iwae_bound(model, xs, ls, k, generator)
             else:
                 on_chunk = (
@@ -182,7 +184,9 @@ def bounds_against_k(
                     if progress is None
                     else (lambda done, before=before: progress((before + done) / total))
                 )
-                value = log_likelihood_estimate(model, xs, ls, k, generator, on_chunk=on_chunk)
+                value = log_likelihood_estimate(
+                    model, xs, ls, k, generator, element_budget, on_chunk=on_chunk
+                )
             values.append(float(value.mean()))
             before += k
             if progress is not None:

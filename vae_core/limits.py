@@ -116,6 +116,19 @@ def estimate_run_memory(
     )
 
 
+def estimate_sampling_memory(
+    model_config: ModelConfig, images: int, samples: int, element_budget: int = ELEMENT_BUDGET
+) -> int:
+    """Peak bytes of drawing `samples` latents for each of `images` images and decoding them without
+    gradients (log p(x), IWAE bounds, grids of latents, SVI's scoring), in chunks of at most
+    `element_budget` decoder outputs as `log_likelihood_estimate` takes them: the app asks its
+    server-wide work admission for this much before it starts. An overestimate, like a run's:
+    the IWAE bounds of 100 digits up to k=5000 measured 74-102 MB above the process's resident set, against 161-175 MB here."""
+    per_chunk = max(1, element_budget // max(1, images * model_config.pixels))
+    rows = images * min(samples, per_chunk)
+    return math.ceil(ALLOCATOR_SLACK * FLOAT_BYTES * rows * _transient_floats(model_config)) + RUN_OVERHEAD
+
+
 # How each interface names the settings a refusal asks to lower.
 OPTION_NAMES_CLI = {"k": "--k", "batch_size": "--batch-size", "hidden": "--hidden", "eval_k": "--eval-k"}
 OPTION_NAMES_APP = {"k": "IWAE samples k", "batch_size": "Batch size", "hidden": "Hidden sizes"}
@@ -187,8 +200,9 @@ class ServerLimits:
     """What one visitor's run may ask for on a shared server. The defaults fit Streamlit Community
     Cloud's ~690 MB container, where the app itself takes ~450 MB: they admit the Train form's
     defaults (ELBO: ~72 MB; IWAE k=5: ~83 MB) and the conv model (ELBO ~101 MB; IWAE k=5 ~199 MB,
-    just in), and refuse larger IWAE conv runs. explorer.training.jobs also caps all runs together
-    ($VAE_MAX_TRAINING_MEMORY_MB, 300).
+    just in), and refuse larger IWAE conv runs. The app also admits each run, by this estimate,
+    into its server-wide budget for heavy work (explorer/state/work_admission.py, $VAE_WORK_MEMORY_MB),
+    and takes uploaded models up to `max_parameters` too.
     A deployer with more room raises them by environment variable."""
 
     max_run_memory_mb: float = 200.0  # $VAE_MAX_RUN_MEMORY_MB: estimate_run_memory's peak

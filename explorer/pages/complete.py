@@ -9,6 +9,7 @@ import torch
 
 from explorer.figures.pictures import digit_grid_png
 from explorer.figures.plots import grid_picture, trace_figure
+from explorer.state.work_admission import ServerBusy, server_work
 from explorer.ui.drawing_canvas import draw_digit, paint_region
 from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for, remember_in_session
@@ -24,9 +25,11 @@ from vae_core import (
     random_pixels_mask,
     scoring_binary,
 )
+from vae_core.limits import MB, estimate_sampling_memory
 
 RESULTS_KEY = "completion_results"
 LIVE_CHART_EVERY = 25  # redrawing the chart every step would cost more than the SVI step itself
+SCORING_SAMPLES = 1000  # complete_masked_image scores q* and the encoder with this many samples each
 SOURCES = ("a test digit", "your drawing")
 MASK_KINDS = ("a half", "centre square", "random pixels", "painted region")
 
@@ -103,7 +106,9 @@ if mask is None:
 pixels_id = hashlib.sha1(x.numpy().tobytes() + mask.numpy().tobytes() + label.numpy().tobytes()).hexdigest()
 result_key = (entry.key, pixels_id, steps, n_completions)
 
-if st.button("Run completion", type="primary", key="complete_run"):
+
+def run_completion() -> None:
+    """SVI on this digit with a live trace; the result is kept in the session for the pictures below."""
     progress = st.progress(0.0, text="Starting SVI…")
     live_chart = st.empty()
     trace: list[float] = []
@@ -124,6 +129,16 @@ if st.button("Run completion", type="primary", key="complete_run"):
     ), recompute=True)  # fmt: skip
     progress.empty()  # the final trace is drawn below with the results
     live_chart.empty()
+
+
+if st.button("Run completion", type="primary", key="complete_run"):
+    try:
+        with server_work().admit(
+            estimate_sampling_memory(config, 1, max(SCORING_SAMPLES, n_completions)) / MB, "a completion"
+        ):
+            run_completion()
+    except ServerBusy as busy:
+        st.warning(str(busy))
 
 result = st.session_state.get(RESULTS_KEY, {}).get(result_key)
 masked = x * mask + 0.5 * (1 - mask)  # hidden pixels drawn grey

@@ -42,12 +42,18 @@ def _show_comparison(entry, other) -> None:
     """Both models' numbers on the same digits, overlaid KL bars and bound curves, two latent maps."""
     names = distinct_names(entry, other)
     bar = st.empty()  # a progress bar only while something is computed for the first time
-    for i, (model, name) in enumerate(zip((entry, other), names, strict=True)):
-        _bounds_with_progress(model, name, bar, (i / 2, 1 / 2))
+    try:
+        for i, (model, name) in enumerate(zip((entry, other), names, strict=True)):
+            _bounds_with_progress(model, name, bar, (i / 2, 1 / 2))
+        summaries = [
+            summarise(model, digits_for(model), name)
+            for model, name in zip((entry, other), names, strict=True)
+        ]
+    except ServerBusy as busy:  # the server's budget for heavy work is taken: say so, draw no half
+        bar.empty()
+        st.warning(str(busy))
+        return
     bar.empty()
-    summaries = [
-        summarise(model, digits_for(model), name) for model, name in zip((entry, other), names, strict=True)
-    ]
     first, second = summaries
 
     if entry.config.image_size != other.config.image_size:
@@ -161,6 +167,7 @@ from explorer.state.comparison import (  # noqa: E402
     distinct_names,
     summarise,
 )
+from explorer.state.work_admission import ServerBusy  # noqa: E402
 from explorer.ui.latent_plane import latent_plane, plane_codes  # noqa: E402
 
 entry = chosen_model()
@@ -173,13 +180,17 @@ if entry.checkpoint.curve:
     st.plotly_chart(curve_figure(entry.checkpoint.curve, bound), key="overview_curve")
 
 st.subheader("Which latent dimensions does it use?")
-activity = activity_of(entry, digits_for(entry))
-st.caption(
-    f"{activity.active_count} of {config.latent_dim} dimensions are active (the encoder's mean moves with "
-    f"the image: variance over {ACTIVITY_DIGITS:,} test digits > 0.01, Burda et al. 2015). A collapsed "
-    "dimension carries ~0 KL: its q(z|x) equals the prior whatever the digit, so the decoder ignores it."
-)
-st.plotly_chart(kl_per_dimension_figure(activity.kl_per_dim, activity.active), key="overview_kl_per_dim")
+try:
+    activity = activity_of(entry, digits_for(entry))
+except ServerBusy as busy:
+    st.warning(str(busy))
+else:
+    st.caption(
+        f"{activity.active_count} of {config.latent_dim} dimensions are active (the encoder's mean moves with "
+        f"the image: variance over {ACTIVITY_DIGITS:,} test digits > 0.01, Burda et al. 2015). A collapsed "
+        "dimension carries ~0 KL: its q(z|x) equals the prior whatever the digit, so the decoder ignores it."
+    )
+    st.plotly_chart(kl_per_dimension_figure(activity.kl_per_dim, activity.active), key="overview_kl_per_dim")
 
 st.subheader("How tight is the ELBO?")
 # Computed on request (seconds), then kept on the model: shown at once if this model's curve
@@ -189,7 +200,10 @@ if "iwae_curve" not in entry.cache and st.button(
     key="overview_bounds",
 ):
     bar = st.empty()
-    _bounds_with_progress(entry, entry.name, bar)
+    try:
+        _bounds_with_progress(entry, entry.name, bar)
+    except ServerBusy as busy:
+        st.warning(str(busy))
     bar.empty()
 if "iwae_curve" in entry.cache:
     bounds = bounds_of(entry, digits_for(entry))

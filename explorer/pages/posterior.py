@@ -7,6 +7,7 @@ from torch.distributions import Normal
 
 from explorer.figures.plots import digit_bounds_figure, ellipse_points, posterior_figure
 from explorer.state.share_links import DIGIT_PARAM, PART_PARAM, parse_choice
+from explorer.state.work_admission import ServerBusy, server_work
 from explorer.ui.glossary import glossary
 from explorer.ui.resources import digits_for, remember_in_session
 from explorer.ui.sidebar import chosen_model
@@ -27,6 +28,7 @@ from vae_core import (
     observed_mask,
     repeated_bounds_by_k,
 )
+from vae_core.limits import MB, estimate_sampling_memory
 
 GRIDS_KEY = "posterior_grids"
 DIGIT_BOUNDS_KEY = "posterior_digit_bounds"
@@ -38,6 +40,17 @@ Q_STAR_WIDENING = 1.5  # importance proposal: q* with 1.5x its std, to cover the
 PARTS = ("full", *HIDDEN_HALVES)
 DIGIT_BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
 BOUND_REPEATS = 5
+GRID_CHUNK = 4096  # latents decoded at once: the grid posterior, the ELBO's samples, importance sampling
+
+
+def work_cost_mb(config, images: int = 1, samples: int = GRID_CHUNK) -> float:
+    """What one of this page's computations asks the server's work admission for (MB)."""
+    return estimate_sampling_memory(config, images, samples) / MB
+
+
+def digit_bounds_cost_mb(config) -> float:
+    """repeated_bounds_by_k scores up to 200 sets of k samples per k at once (samples_per_k 4000)."""
+    return max(work_cost_mb(config, max(1, min(200, 4000 // k)), k) for k in DIGIT_BOUND_KS)
 
 
 def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> None:
@@ -52,12 +65,18 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
         f"Compute the bounds for k = 1 … {max(DIGIT_BOUND_KS):,} ({BOUND_REPEATS} repeats)",
         key="digit_bounds",
     ):
-        with st.spinner(f"Importance sampling digit #{digit} with up to {max(DIGIT_BOUND_KS):,} samples…"):
-            remember_in_session(DIGIT_BOUNDS_KEY, key, lambda: (
-                *repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS),
-                exact_log_px() if exact_log_px is not None else None,
-            ))  # fmt: skip
-        button_slot.empty()
+        try:
+            with (
+                st.spinner(f"Importance sampling digit #{digit} with up to {max(DIGIT_BOUND_KS):,} samples…"),
+                server_work().admit(digit_bounds_cost_mb(entry.config), "the bounds of one digit"),
+            ):
+                remember_in_session(DIGIT_BOUNDS_KEY, key, lambda: (
+                    *repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS),
+                    exact_log_px() if exact_log_px is not None else None,
+                ))  # fmt: skip
+            button_slot.empty()
+        except ServerBusy as busy:
+            st.warning(str(busy))
     store = st.session_state.get(DIGIT_BOUNDS_KEY, {})
     if key not in store:
         st.caption("The ELBO is the k = 1 bound; more importance samples tighten it towards log p(x).")
@@ -146,12 +165,30 @@ def _best_gaussian() -> dict:
     }
 
 
-with st.spinner("Evaluating the posterior on a grid…"):
-    exact = remember_in_session(GRIDS_KEY, (entry.key, digit, visible), _exact_and_encoder)
-best = None
-if fit_q_star:
-    with st.spinner("Finding the best Gaussian q*(z) on the grid…"):
-        best = remember_in_session(Q_STAR_KEY, (entry.key, digit, visible), _best_gaussian)
+def _admitted(compute, what: str):
+    """`compute` once the server's work admission has room for one grid's worth of decoding."""
+
+    def run():
+        with server_work().admit(work_cost_mb(config), what):
+            return compute()
+
+    return run
+
+
+try:
+    with st.spinner("Evaluating the posterior on a grid…"):
+        exact = remember_in_session(
+            GRIDS_KEY, (entry.key, digit, visible), _admitted(_exact_and_encoder, "the exact posterior")
+        )
+    best = None
+    if fit_q_star:
+        with st.spinner("Finding the best Gaussian q*(z) on the grid…"):
+            best = remember_in_session(
+                Q_STAR_KEY, (entry.key, digit, visible), _admitted(_best_gaussian, "the best Gaussian q*")
+            )
+except ServerBusy as busy:
+    st.warning(str(busy))
+    st.stop()
 q_star = best["fit"] if best is not None else None
 
 with controls_column:
@@ -242,14 +279,18 @@ st.subheader("Averaged over test digits")
 subset_size = st.select_slider("Test digits", (5, 10, 20, 50), value=10, key="posterior_gap_count")
 gap_key = (entry.key, subset_size)
 if st.button("Compute the average gaps", key="posterior_gap_button"):
-    bar = st.progress(0.0, text="Best Gaussian per digit…")
-    chosen = digits.subset(slice(0, subset_size))
-    summary = inference_gaps(
-        entry.model, chosen.fixed_binary(), chosen.labels,
-        progress=lambda i: bar.progress((i + 1) / subset_size, text=f"Best Gaussian per digit… {i + 1}/{subset_size}"),
-    )  # fmt: skip
-    bar.empty()
-    st.session_state.setdefault("posterior_gap_summaries", {})[gap_key] = summary
+    try:
+        with server_work().admit(work_cost_mb(config), "the average gaps"):
+            bar = st.progress(0.0, text="Best Gaussian per digit…")
+            chosen = digits.subset(slice(0, subset_size))
+            summary = inference_gaps(
+                entry.model, chosen.fixed_binary(), chosen.labels,
+                progress=lambda i: bar.progress((i + 1) / subset_size, text=f"Best Gaussian per digit… {i + 1}/{subset_size}"),
+            )  # fmt: skip
+            bar.empty()
+        st.session_state.setdefault("posterior_gap_summaries", {})[gap_key] = summary
+    except ServerBusy as busy:
+        st.warning(str(busy))
 summary = st.session_state.get("posterior_gap_summaries", {}).get(gap_key)
 if summary is not None:
     averages = st.columns(3)

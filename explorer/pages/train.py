@@ -15,6 +15,7 @@ import torch
 from explorer.figures.training import format_duration
 from explorer.runtime_settings import train_poll_interval_s
 from explorer.state.visitor_text import inert_reason
+from explorer.state.work_admission import ServerBusy
 from explorer.training import history, jobs
 from explorer.training.start import KINDS, OBJECTIVES, model_entry, share_when_done, start_run
 from explorer.ui.glossary import glossary
@@ -95,7 +96,7 @@ def settings_form(busy: bool) -> None:
     if submitted:
         try:
             start(settings)
-        except (VAEError, ValueError) as exc:  # ConfigError and DataError: the user can fix these
+        except (VAEError, ValueError, ServerBusy) as exc:  # the user can fix these, or try again soon
             st.error(f"Cannot start: {inert_reason(exc)}")  # it may quote the visitor's text
             return
         st.rerun()  # redraw with the controls and the polling fragment

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from explorer.state.registry import ModelEntry
+from explorer.state.work_admission import server_work
 from vae_core import (
     DigitImages,
     LatentActivity,
@@ -27,6 +28,8 @@ from vae_core import (
     elbo_terms,
     latent_activity,
 )
+from vae_core.evaluation import ELEMENT_BUDGET
+from vae_core.limits import MB, estimate_sampling_memory
 
 if TYPE_CHECKING:  # at run time pandas is imported by the table alone: 0.5 s off the Overview's first render
     import pandas as pd
@@ -35,6 +38,11 @@ ACTIVITY_DIGITS = 2000  # ELBO, KL per dimension, active units: one encoder pass
 BOUND_DIGITS = 100  # IWAE bounds up to k=5000: ~15-25 s per model on one CPU thread
 BOUND_KS = (1, 2, 5, 10, 50, 100, 500, 1000, 5000)
 NOISE_SEED = 0  # the reparameterisation noise: fixed, so a rerun (or a test) gets the same numbers
+# Decoder outputs alive at once while sampling bounds: a quarter of vae_core's default (8 MiB of
+# logits, 26 samples of 100 digits per chunk), so that a visitor's curve leaves room beside the rest
+# of the server's heavy work. Measured (best, mlp2d; 100 digits, k up to 5000; one thread): peak
+# 90-112 -> 27-28 MB above the resident set, the same bounds, 11-14 s against 13-29 s.
+BOUND_ELEMENT_BUDGET = ELEMENT_BUDGET // 4
 
 
 @dataclass
@@ -100,7 +108,9 @@ def iwae_curve(
             progress(fraction, ks[min(bisect.bisect_right(ends, fraction), len(ks) - 1)])
 
         progress(0.0, ks[0])
-    result = bounds_against_k(model, x, labels, ks, NOISE_SEED, progress=on_fraction).as_dict()
+    result = bounds_against_k(
+        model, x, labels, ks, NOISE_SEED, progress=on_fraction, element_budget=BOUND_ELEMENT_BUDGET
+    ).as_dict()
     if progress is not None:
         progress(1.0, ks[-1])
     return result
@@ -123,7 +133,8 @@ def activity_of(entry: ModelEntry, digits: DigitImages) -> LatentActivity:
 
     def compute() -> LatentActivity:
         x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-        return latent_activity(entry.model, x, labels)
+        with server_work().admit(activity_cost_mb(entry), "the latent dimensions' KL"):
+            return latent_activity(entry.model, x, labels)
 
     return entry.cached("latent_activity", compute)
 
@@ -133,7 +144,8 @@ def elbo_of(entry: ModelEntry, digits: DigitImages) -> tuple[float, float, float
 
     def compute() -> tuple[float, float, float]:
         x, labels = binary_digits(digits, ACTIVITY_DIGITS)
-        return elbo_means(entry.model, x, labels)
+        with server_work().admit(activity_cost_mb(entry), "the ELBO of the test digits"):
+            return elbo_means(entry.model, x, labels)
 
     return entry.cached("elbo_means", compute)
 
@@ -144,22 +156,34 @@ def bound_digits(digits: DigitImages) -> tuple[torch.Tensor, torch.Tensor]:
     return x[:BOUND_DIGITS], labels[:BOUND_DIGITS]
 
 
+def bounds_cost_mb(entry: ModelEntry) -> float:
+    """What the IWAE curve of `entry` asks the server's work admission for: the peak of k=5000
+    importance samples of BOUND_DIGITS digits (vae_core.limits.estimate_sampling_memory)."""
+    return estimate_sampling_memory(entry.config, BOUND_DIGITS, max(BOUND_KS), BOUND_ELEMENT_BUDGET) / MB
+
+
+def activity_cost_mb(entry: ModelEntry) -> float:
+    """What one pass over the ACTIVITY_DIGITS asks the work admission for (one latent sample each)."""
+    return estimate_sampling_memory(entry.config, ACTIVITY_DIGITS, 1) / MB
+
+
 def bounds_of(
     entry: ModelEntry, digits: DigitImages, progress: Callable[[float, int], None] | None = None
 ) -> dict[int, float]:
     """The IWAE curve (BOUND_KS) over the first BOUND_DIGITS of `digits`: the slow part.
 
-    Computed outside the entry's lock: that lock also guards the arrays every other page caches
-    on the model (codes, pooled digits), and holding it for the ~20 s of importance sampling
-    would stall those pages in every session. Two sessions asking at once may both compute;
-    the first result stored wins, so everyone sees the same curve.
+    Computed once per model, admitted by the server's work budget (ServerBusy when it has no
+    room): sessions asking for the same model's curve at once share one computation, the later
+    ones waiting for the first one's result (`ModelEntry.cached` holds one lock per name, so the
+    other arrays cached on the model stay available meanwhile).
     """
-    found = entry.cache.get("iwae_curve")
-    if found is not None:
-        return found
-    x, labels = bound_digits(digits)
-    curve = iwae_curve(entry.model, x, labels, progress=progress)
-    return entry.cached("iwae_curve", lambda: curve)
+
+    def compute() -> dict[int, float]:
+        x, labels = bound_digits(digits)
+        with server_work().admit(bounds_cost_mb(entry), "the IWAE bounds of this model"):
+            return iwae_curve(entry.model, x, labels, progress=progress)
+
+    return entry.cached("iwae_curve", compute)
 
 
 def summarise(

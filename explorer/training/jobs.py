@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from explorer.state.work_admission import Ticket, server_work
 from explorer.training.history import (
     HISTORY_SIZE,
     JobSnapshot,
@@ -55,7 +56,7 @@ from vae_core import (
     load_train_validation,
 )
 from vae_core.heap import return_freed_heap_to_os
-from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory, megabytes
+from vae_core.limits import MB, RunMemory, ServerLimits, env_number, estimate_run_memory
 from vae_core.model_kinds import kind_label
 
 # A bad value in the environment falls back to the default with a log warning (never a crash).
@@ -66,14 +67,6 @@ IDLE_TIMEOUT_S = env_number("VAE_TRAIN_IDLE_TIMEOUT_S", 60.0)
 SNAPSHOT_EVERY_S = 1.0
 SNAPSHOT_SHARE = 0.03
 MAX_ACTIVE_JOBS = env_number("VAE_MAX_TRAINING_JOBS", 2, integer=True)  # per server process
-# All runs training at once on this server, by estimate_run_memory: Streamlit Cloud gives the whole
-# app ~690 MB and the app itself takes ~450 MB. Read when a run starts, so a test can set it.
-TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB = "VAE_MAX_TRAINING_MEMORY_MB", 300.0
-
-
-def training_memory_limit_mb() -> float:
-    """MB that all runs training at once may take together ($VAE_MAX_TRAINING_MEMORY_MB, else 300)."""
-    return env_number(TRAINING_MEMORY_ENV, TRAINING_MEMORY_MB)
 
 
 LOG_EVERY = 10  # steps per progress event: pause and stop answer within this many steps
@@ -198,9 +191,12 @@ class TrainingJob:
         self._checkpoint_bytes: bytes | None = None
 
     # -- control, from any thread ------------------------------------------------------------
-    def start(self, max_active: int | None = None, max_memory_mb: float | None = None) -> TrainingJob:
-        """Start training; refuse (ConfigError) if the server already trains `max_active` runs, or if
-        this run's memory estimate and theirs together would pass `max_memory_mb`.
+    def start(self, max_active: int | None = None) -> TrainingJob:
+        """Start training: the one place a run is admitted. Refused with a ConfigError if the server
+        already trains `max_active` runs, and with work_admission.ServerBusy if its memory estimate
+        does not fit the server's budget for heavy work beside everything else in flight (runs and
+        computations of every session; a run holds its share until its thread ends, and does not
+        queue: it would hold the page for minutes).
 
         Counting and starting happen under one lock: a count taken before the job was built would let
         sessions that press Start at the same moment all through (building a job takes up to a second).
@@ -208,26 +204,27 @@ class TrainingJob:
         if self._thread is not None:
             raise RuntimeError("a TrainingJob starts once")
         self.touch()
-        thread = threading.Thread(target=self._run, name=f"vae-train-{self.id}", daemon=True)
         with _active_lock:
-            alive = [job for job in _active if job.is_alive()]
-            running = len(alive)
+            running = sum(1 for job in _active if job.is_alive())
             if max_active is not None and running >= max_active:
                 raise ConfigError(
                     f"this server is already training {running} models, its limit; "
                     "start again when one has finished"
                 )
-            in_use = sum(job.memory.peak for job in alive)
-            if max_memory_mb is not None and in_use + self.memory.peak > max_memory_mb * MB:
-                raise ConfigError(
-                    f"this run needs {megabytes(self.memory.peak)} and the {running} run(s) training on this "
-                    f"server already take {megabytes(in_use)} of its {megabytes(max_memory_mb * MB)} for "
-                    "training; start again when one has finished, or choose a smaller run"
-                )
+            ticket = server_work().acquire(self.memory.peak / MB, "this training run", wait_s=0)
+            thread = threading.Thread(
+                target=self._run_admitted, args=(ticket,), name=f"vae-train-{self.id}", daemon=True
+            )
             self._thread = thread
             _active.add(self)
             thread.start()  # inside the lock: the next count already sees this thread alive
         return self
+
+    def _run_admitted(self, ticket: Ticket) -> None:
+        try:
+            self._run()
+        finally:
+            ticket.release()  # the run's memory goes back to the server's budget for heavy work
 
     def touch(self) -> None:
         """Someone is watching: push the idle watchdog back."""

@@ -48,7 +48,8 @@ def start_run(
     on_end: Callable[[jobs.TrainingJob], None] | None = None,
 ) -> jobs.TrainingJob:
     """A started TrainingJob for the form's values ({"kind", "latent", "hidden", "data", "epochs",
-    "batch", "lr", "seed", "beta", "objective", "k", "warmup", "device"}), or a ConfigError.
+    "batch", "lr", "seed", "beta", "objective", "k", "warmup", "device"}), or a ConfigError (or
+    work_admission.ServerBusy, from the server's budget for heavy work).
 
     `load_data` gives the digits of the form's data choice (loaded once per server); their
     validation size sets the memory estimate, so it is called once the model's settings are read.
@@ -77,13 +78,7 @@ def start_run(
         seed=setting_number(form["seed"], "Seed", 0, 2**31 - 1, whole=True), device=form["device"],
         num_threads=1, log_every=jobs.LOG_EVERY, validation_size=len(data.validation),
     )  # fmt: skip
-    limits.check(model_config, train_config)  # before any model or run is built
-    if jobs.active_job_count() >= jobs.MAX_ACTIVE_JOBS:
-        raise ConfigError(
-            f"this server is already training {jobs.active_job_count()} models, its limit; "
-            "start again when one has finished"
-        )
-    job = jobs.TrainingJob(
+    job = jobs.TrainingJob(  # checks the settings against `limits` before building anything
         model_config, train_config, data, is_watched=is_watched, on_end=on_end, number=number, limits=limits
     )
-    return job.start(max_active=jobs.MAX_ACTIVE_JOBS, max_memory_mb=jobs.training_memory_limit_mb())
+    return job.start(max_active=jobs.MAX_ACTIVE_JOBS)  # admitted there, once

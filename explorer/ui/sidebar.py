@@ -7,6 +7,7 @@ paint comes before torch; `chosen_model()` loads the models and fills in the dat
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +25,6 @@ from explorer.ui.resources import (
     available_models,
     explore_digits,
     model_labels,
-    register_session_model,
     session_models,
 )
 from explorer.ui.widgets import (
@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 
 DATA_NOTE = "data_note_slot"  # this run's sidebar placeholder for the data note (chosen_model fills it)
 MAX_CHECKPOINT_BYTES = 20 * 1024 * 1024  # also .streamlit/config.toml's server.maxUploadSize
+# Loading holds the file's bytes (Streamlit's copy), the tensors read from them and their float32
+# copies (twice the bytes for a float16 file) at once: the work admission is asked for that.
+UPLOAD_LOAD_COPIES = 4
+_upload_ids = itertools.count(1)  # server-wide: a key is never reused, even after a model leaves
 
 
 def checkpoint_uploader() -> None:
@@ -63,12 +67,14 @@ def checkpoint_uploader() -> None:
 def checkpoint_from_upload(name: str, data: bytes):
     """An uploaded file as a Checkpoint, or CheckpointError saying why not (nothing is unpickled)."""
     from vae_core import CheckpointError, load_checkpoint  # here: the sidebar itself needs no torch
+    from vae_core.limits import ServerLimits
 
     if len(data) > MAX_CHECKPOINT_BYTES:
         raise CheckpointError(
             f"{name} is {len(data) / 2**20:.1f} MB; the limit is {MAX_CHECKPOINT_BYTES // 2**20} MB"
         )
-    checkpoint = load_checkpoint(data)
+    # One rule for the models this server hosts, trained here or uploaded: $VAE_MAX_PARAMETERS.
+    checkpoint = load_checkpoint(data, max_parameters=ServerLimits.from_env().max_parameters)
     checkpoint.model.requires_grad_(False)
     return checkpoint
 
@@ -93,22 +99,37 @@ def _register_upload(name: str, data: bytes) -> tuple[bool, str]:
     """Load an upload into this session's models and select it: (True, what was loaded), or
     (False, why not) with nothing registered. The message is Markdown in which the visitor's text
     (the file's name, anything the reason quotes from the file) is inert and shortened."""
-    from explorer.state.registry import ModelEntry
+    from explorer.state.registry import ModelBudgetError, ModelEntry, SessionModelBudget
+    from explorer.state.work_admission import ServerBusy, server_work
     from vae_core import CheckpointError
 
     shown_name = inert(name, MAX_SHOWN_NAME_CHARS)
     try:
-        checkpoint = checkpoint_from_upload(name, data)
+        with server_work().admit(UPLOAD_LOAD_COPIES * len(data) / 2**20, "loading a checkpoint"):
+            checkpoint = checkpoint_from_upload(name, data)
+    except ServerBusy as exc:  # our own words, no visitor text
+        return False, f"{shown_name} was not loaded: {exc}"
     except CheckpointError as exc:
         return False, f"{shown_name} was not loaded: {inert_reason(exc)}"
     except Exception as exc:  # a file the checks did not foresee: refused, never a traceback for all
         return False, f"{shown_name} was not loaded: it is not a readable checkpoint ({type(exc).__name__})"
-    key = f"uploaded:{name}:{len(session_models())}"
-    label = model_label_from_file_name(name)
-    register_session_model(ModelEntry(key, checkpoint, "uploaded", label))
-    st.session_state[SELECTED_MODEL] = key
+    budget = SessionModelBudget.from_env()
+    entry = ModelEntry(
+        f"uploaded:{next(_upload_ids)}", checkpoint, "uploaded", model_label_from_file_name(name)
+    )
+    try:
+        left = budget.add_upload(session_models(), entry)
+    except ModelBudgetError as exc:
+        return False, f"{shown_name} was not loaded: {exc}"
+    st.session_state[SELECTED_MODEL] = entry.key
     st.session_state.pop("model_picker", None)
-    return True, f"Loaded {shown_name}: {checkpoint.model_config.describe()}. It is now selected."
+    message = f"Loaded {shown_name}: {checkpoint.model_config.describe()}. It is now selected."
+    if left:
+        message += (
+            f" A session keeps {budget.uploads_per_session} uploaded models, so "
+            f"{', '.join(inert(old.name) for old in left)} left to make room."
+        )
+    return True, message
 
 
 def _remember_model() -> None:
