@@ -200,6 +200,13 @@ def overview_card(entry: ModelEntry) -> dict:
         "test_caption": (
             f"Test figures: {test.get('n', '?')} MNIST test digits binarised once (seed "
             f"{test.get('binarization_seed', 0)}); NLL from {test.get('k', '?')} importance samples per digit."
+            + (
+                f" Exact for a 2-D latent, by quadrature on the first {test['nll_quadrature_n']:,} of them: NLL "
+                f"{test['nll_quadrature']:.2f}, against {test['nll_importance']:.2f} by importance sampling on the "
+                f"same digits: the sampled NLL is {test['nll_importance'] - test['nll_quadrature']:.2f} nats too high."
+                if {"nll_quadrature", "nll_importance", "nll_quadrature_n"} <= test.keys()
+                else ""
+            )
             if test
             else None
         ),
