@@ -203,7 +203,8 @@ def overview_card(entry: ModelEntry) -> dict:
             + (
                 f" Exact for a 2-D latent, by quadrature on the first {test['nll_quadrature_n']:,} of them: NLL "
                 f"{test['nll_quadrature']:.2f}, against {test['nll_importance']:.2f} by importance sampling on the "
-                f"same digits: the sampled NLL is {test['nll_importance'] - test['nll_quadrature']:.2f} nats too high."
+                f"same digits: sampling overstates the NLL by {test['nll_importance'] - test['nll_quadrature']:.2f} "
+                "nats there."
                 if {"nll_quadrature", "nll_importance", "nll_quadrature_n"} <= test.keys()
                 else ""
             )
