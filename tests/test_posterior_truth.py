@@ -57,13 +57,13 @@ def test_the_bounds_of_a_half_hidden_digit_are_of_its_visible_pixels(monkeypatch
 @pytest.mark.slow
 def test_an_importance_interval_is_stated_only_where_it_covers_the_quadrature_value(mnist_dir):
     """mlp2d, top hidden, proposal the encoder's q of the visible pixels (the Posterior page's
-    metric): test digits 3, 7, 8 and 12 were 1.7-21 nats off, 6 to 42 standard errors, with ESS
-    1-52 of 1,000; digits 2 and 11 are within theirs. Every interval still stated must hold."""
+    metric): test digits 3, 7 and 8 were 7, 1.7 and 21 nats off, 7 to 42 standard errors, with ESS
+    1-52 of 1,000; digit 2 (ESS 135) is within its error. Every interval still stated must hold."""
     model = load_checkpoint(REPO / "pretrained" / "mlp2d.safetensors").model
-    binary = load_digits("test", mnist_dir).fixed_binary(index=slice(0, 13))
+    binary = load_digits("test", mnist_dir).fixed_binary(index=slice(0, 9))
     mask = observed_mask("top")
     stated = 0
-    for i in (2, 3, 7, 8, 11, 12):
+    for i in (2, 3, 7, 8):
         x = binary[i : i + 1]
         exact = exact_posterior_grid(model, x, mask).log_px
         estimate = importance_log_px(model, x, mask, k=1000)

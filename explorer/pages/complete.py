@@ -113,7 +113,13 @@ if st.button("Run completion", type="primary", key="complete_run"):
         trace.append(elbo)
         text = f"SVI step {step + 1} of {steps} · best start's ELBO {elbo:.1f} nats"
         if step + 1 == steps:
-            text = "Scoring q* and the encoder…"
+            text = (
+                "Scoring q* and the encoder…"
+                if config.latent_dim != 2
+                else (
+                    "Finding the best Gaussian on the exact posterior grid, then scoring q* and the encoder…"
+                )
+            )
         progress.progress((step + 1) / steps, text=text)
         if (step + 1) % LIVE_CHART_EVERY == 0:
             live_chart.line_chart(
