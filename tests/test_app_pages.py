@@ -207,6 +207,7 @@ def test_complete_runs_svi_and_keeps_the_result(app):
     shown = metrics(at)
     svi, encoder = float(shown["ELBO of q*"].split()[0]), float(shown["ELBO of encoder q"].split()[0])
     assert svi < 0 and encoder < 0  # log-likelihoods of binary pixels
+    assert all(" ± " in shown[name] for name in ("ELBO of q*", "ELBO of encoder q"))  # Monte Carlo error
     assert float(shown["Gain of q* over the encoder"].split()[0]) == pytest.approx(svi - encoder, abs=0.02)
     _, caption = image_with_caption(at, r"completions: z ~ q\*")
     assert caption.startswith("4 completions")
