@@ -6,6 +6,9 @@ The referee is the best diagonal Gaussian found on the exact posterior grid by q
 (`best_gaussian_posterior`, its grid ELBO: no sampling). "before" is the page's old fit: 300 SVI
 steps from the prior, scored with 1,000 draws; "after" is `complete_masked_image` as the page
 calls it now. A fit is "short" when its ELBO is more than 0.5 nat (or 5 nats) below the referee's.
+
+Last run (20 digits x 4 halves = 80 fits): before, 30 short by > 0.5 nat, 23 by > 5, worst 57.85;
+after, none (worst 0.03); SVI alone from the encoder's q and the prior: 14, 1, worst 5.04.
 """
 
 from __future__ import annotations
