@@ -133,7 +133,7 @@ def run_completion_and_check(at, shown: dict, downloads: dict, mask: torch.Tenso
     at.button(key="complete_run").click().run()
     assert not at.exception
     metric_values = {m.label: float(m.value.split()[0]) for m in at.metric}
-    assert set(metric_values) == {"ELBO of SVI q*", "ELBO of encoder q", "SVI gain"}
+    assert set(metric_values) == {"ELBO of q*", "ELBO of encoder q", "Gain of q* over the encoder"}
     (result,) = at.session_state["completion_results"].values()
     seen = mask.bool()
     (truth,) = (torch.from_numpy(pixels) for caption, pixels in shown.items() if "(binarised)" in caption)

@@ -8,7 +8,7 @@ import torch
 
 from vae_core import DataError, load_digits, load_sample_digits, load_train_validation
 from vae_core.data import DigitImages
-from vae_core.mnist import read_idx
+from vae_core.mnist import BUNDLED_DIGITS, bundled_test_indices, read_idx
 
 
 def test_full_mnist_loads_from_a_folder_of_idx_files(mnist_dir):
@@ -61,13 +61,36 @@ def test_fourteen_pixel_images_are_2x2_averages():
 
 def test_bundled_sample_is_real_labelled_mnist_and_says_so():
     sample = load_sample_digits()
-    assert len(sample) == 5000 and sample.has_labels and "sample" in sample.source
+    assert len(sample) == 5000 and sample.has_labels and "training digits shipped" in sample.source
     assert 0.1 < sample.grey().mean() < 0.15  # MNIST's mean intensity is about 0.13
+
+
+def test_the_shipped_test_digits_are_mnist_test_images_and_the_training_ones_training_images(mnist_dir):
+    """Offline pages score pretrained models on the shipped test digits: each must be the held-out
+    MNIST test image (and label) it claims to be, never a training image."""
+    test = load_digits("test", mnist_dir)
+    shipped = load_sample_digits(split="test")
+    index = torch.from_numpy(bundled_test_indices())
+    assert torch.equal(index, torch.arange(0, 10_000, 2))  # both halves of the test set (writer groups)
+    assert torch.equal(shipped.pixels, test.pixels[index]) and torch.equal(shipped.labels, test.labels[index])
+    assert shipped.source == "5,000 MNIST test digits shipped with the app"
+    train = load_digits("train", mnist_dir)
+    shipped_train = load_sample_digits(split="train")
+    assert torch.equal(shipped_train.pixels, train.pixels[:5000])
+    assert torch.equal(shipped_train.labels, train.labels[:5000])
+    assert len(set(map(bytes, shipped.pixels.numpy())) & set(map(bytes, train.pixels.numpy()))) == 0
+
+
+def test_the_shipped_sample_is_small_and_carries_its_licence():
+    assert BUNDLED_DIGITS.stat().st_size < 1_500_000
+    notice = (BUNDLED_DIGITS.parent / "NOTICE").read_text()
+    assert "LeCun" in notice and "CC BY-SA 3.0" in notice
 
 
 def test_offline_without_files_falls_back_to_the_sample_only_when_asked(monkeypatch):
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
-    assert "sample" in load_digits("test", allow_download=False, allow_sample=True).source
+    offline = load_digits("test", allow_download=False, allow_sample=True)
+    assert offline.source == "5,000 MNIST test digits shipped with the app"
     with pytest.raises(DataError, match="VAE_DATA_DIR"):
         load_digits("test", allow_download=False)
 
@@ -98,7 +121,7 @@ def test_train_validation_falls_back_to_the_sample_with_a_tenth_held_out(monkeyp
     train, valid = load_train_validation(allow_download=False, allow_sample=True)
     sample = load_sample_digits()
     assert (len(train), len(valid)) == (len(sample) - len(sample) // 10, len(sample) // 10)
-    assert torch.equal(valid.pixels, sample.pixels[-len(valid) :])  # the tail, in the sample's shuffled order
+    assert torch.equal(valid.pixels, sample.pixels[-len(valid) :])  # the tail, in MNIST's own order
     assert len(valid.labels.unique()) == 10  # that order mixes the classes
     with pytest.raises(DataError, match="both sides"):
         load_train_validation(sample_only=True, validation_size=len(sample))

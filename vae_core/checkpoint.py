@@ -58,7 +58,8 @@ MAX_LIST_ITEMS = 1000  # a list of numbers among the metrics
 MAX_TEXT_CHARS = 2000  # a string among the metrics (the training command is the longest)
 MAX_CURVE_ROWS = 5000  # the trainer keeps <= 400 step rows plus one per epoch
 # metrics["test"] entries the model card formats as numbers (`evaluate` also stores text ones)
-TEST_FIGURES = ("elbo", "recon", "kl", "nll", "n", "k", "binarization_seed")
+TEST_FIGURES = ("elbo", "recon", "kl", "nll", "n", "k", "binarization_seed",
+                "nll_quadrature", "nll_importance", "nll_quadrature_n")  # fmt: skip
 
 
 @dataclass

@@ -250,6 +250,8 @@ st.caption(
     + ", ".join(f"dim {i + 1}: {v:.2f}" for i, v in enumerate(kl_dims.tolist()))
     + f". As −ELBO in bits per pixel (bits/dim), the mean is "
     f"{-float(many_elbo.mean()) / (config.pixels * np.log(2)):.4f}."
+    + f" The mean of {ELBO_DRAWS:,} draws has a Monte Carlo standard error of ±"
+    + f"{float(many_elbo.std()) / ELBO_DRAWS**0.5:.2f} nats (std / √{ELBO_DRAWS:,})."
 )
 if dim == 2:
     st.page_link(

