@@ -143,6 +143,8 @@ def test_an_uploaded_models_text_fields_show_on_the_card_as_text(monkeypatch):
     """metrics' data, device and command come from whoever made the file: never a live link."""
     from streamlit.testing.v1 import AppTest
 
+    from tests.markdown_messages import shown
+
     config = ModelConfig(latent_dim=2, hidden=(32,))
     hostile = "[Log in again](https://evil.example/login)"
     metrics = {"data": hostile, "device": hostile, "command": hostile, "train_seconds": 60, "epochs": 1}
@@ -156,5 +158,5 @@ def test_an_uploaded_models_text_fields_show_on_the_card_as_text(monkeypatch):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     card = next(m.value for m in at.markdown if "Trained on" in m.value)
-    assert "[Log in again](https" not in card  # Markdown would render that as a live link
-    assert card.count(r"\[Log in again\]\(https") == 3
+    # the visitor's text only inside code spans (Markdown would render it as a live link), shown whole
+    assert shown(card).count(hostile) == 3

@@ -5,7 +5,6 @@ that heavy work (bounds against k, training runs, ...) passes through."""
 from __future__ import annotations
 
 import json
-import re
 import struct
 import threading
 import time
@@ -19,6 +18,7 @@ from safetensors.torch import save as save_tensors
 from explorer.state import comparison, registry, work_admission
 from explorer.state.registry import ModelBudgetError, ModelEntry, SessionModelBudget
 from explorer.state.work_admission import ServerBusy, WorkAdmission, WorkTooLarge
+from tests.markdown_messages import shown
 from vae_core import ModelConfig, build_model, load_checkpoint
 from vae_core.checkpoint import checkpoint_bytes
 from vae_core.config import parameter_count
@@ -62,10 +62,8 @@ def test_a_session_uploading_many_checkpoints_keeps_only_its_latest_few(session)
     ]
     assert session[SELECTED_MODEL] == list(models)[-1]
     assert "left" not in messages[kept - 1][1]  # room was left until then
-    assert (
-        "copy0 left to make room" in messages[kept][1]
-        and f"keeps {kept} uploaded models" in messages[kept][1]
-    )
+    left = shown(messages[kept][1])  # as a visitor reads it: the names inside code spans
+    assert "copy0 left to make room" in left and f"keeps {kept} uploaded models" in left
 
 
 def test_all_visitors_models_together_stay_within_the_servers_budget(monkeypatch):
@@ -105,7 +103,7 @@ def test_a_float16_checkpoint_over_the_parameter_budget_is_refused_with_a_messag
     half = save_tensors({k: t.half() for k, t in load_tensors(data).items()}, metadata=metadata)
     assert len(half) < MAX_CHECKPOINT_BYTES  # the upload's size limit alone lets it through
     ok, message = _register_upload("wide.safetensors", half)
-    message = re.sub(r"\\(.)", r"\1", message)  # as shown: Markdown escapes removed
+    message = shown(message)  # as a visitor reads it
     assert not ok and f"{count:,} parameters" in message and f"{ServerLimits().max_parameters:,}" in message
     assert session_models() == {}
 

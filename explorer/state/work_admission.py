@@ -79,7 +79,8 @@ class WorkAdmission:
         the arena of the thread that freed it (one per script thread), where it stayed charged to
         the container after the computation (measured: five Overviews' latent-dimension passes at
         once left 129 MB resident, 46 MB once trimmed)."""
-        from vae_core.limits import env_number, return_freed_heap_to_os  # here: no torch at import
+        from vae_core.heap import return_freed_heap_to_os  # here: no torch at import
+        from vae_core.limits import env_number
 
         return cls(
             env_number(WORK_MEMORY_ENV, WORK_MEMORY_MB),
