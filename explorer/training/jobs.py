@@ -224,7 +224,7 @@ class TrainingJob:
         try:
             self._run()
         finally:
-            ticket.release()  # the run's memory goes back to the server's budget for heavy work
+            ticket.release()  # the run's share of the budget returns, and its freed heap goes back to the OS
 
     def touch(self) -> None:
         """Someone is watching: push the idle watchdog back."""
@@ -393,7 +393,6 @@ class TrainingJob:
         finally:
             self.trainer = trainer = None  # the optimiser state and any device copy of the data go now
             self._view_inputs = {}
-            return_freed_heap_to_os()
         if self._on_end is not None and self.has_model:
             try:
                 self._on_end(self)

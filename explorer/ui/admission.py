@@ -21,7 +21,6 @@ a class arriving in the same second needs a queue, not only a memory budget:
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import logging
 import threading
@@ -42,7 +41,6 @@ ARRIVING_RETRY_S = 3  # many arriving at once: the queue clears in seconds
 # First renders building at once: each holds its page's messages (the Latent map's plane payload is
 # 1.4-2.8 MB, copied into its protobuf and serialised per session) until the websocket takes them.
 FIRST_RENDERS_AT_ONCE = 4
-MALLOC_ARENAS = 2  # glibc's M_ARENA_MAX (see _share_malloc_arenas)
 FULL_TITLE = "The class is full — try again in a minute"
 ARRIVING_TITLE = "Your turn comes in a few seconds"
 
@@ -57,26 +55,11 @@ def _queue_allowance() -> int:
     return renders_allowed_in_queue(_render_times.mean_s, FIRST_RENDERS_AT_ONCE)
 
 
-def _share_malloc_arenas() -> None:
-    """Let all threads share MALLOC_ARENAS glibc heaps (elsewhere nothing happens).
-
-    Streamlit runs each session's script in its own thread, and glibc gives a thread that finds the
-    heap busy an arena of its own (up to 8 per core), whose freed memory no other thread reuses:
-    measured, sixty visitors arriving at once peaked at 665 MB with the default and 523 MB with two
-    arenas, at the same speed (bench/classroom_load.py, 2,000 MB cgroup). Set once per process, as
-    early as the app runs; arenas already made stay.
-    """
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-8, MALLOC_ARENAS)  # -8 is M_ARENA_MAX in malloc.h
-    except (OSError, AttributeError):
-        pass
-
-
 @functools.cache
 def capacity() -> Capacity:
-    """The server's capacity, computed once per process (the container's memory does not change),
-    with the allocator setting that the measured cost per visitor assumes."""
-    _share_malloc_arenas()
+    """The server's capacity, computed once per process (the container's memory does not change).
+    The measured cost per visitor assumes runtime_settings' shared malloc arenas, which app.py
+    applies before it asks."""
     found = server_capacity()
     log.warning("admission: this server %s", found.describe())  # a deployer sees it in the log
     return found
