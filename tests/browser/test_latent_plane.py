@@ -434,17 +434,23 @@ PATH_JS = """(key) => { const hooks = window.__latentPlane, v = hooks && hooks.v
                  .filter((_, i) => i % 4 === 0)}; }"""
 
 
-def test_interpolate_drags_the_walk_point_and_an_end_in_the_browser(
-    page, plane_server, served, console, tmp_path
-):
-    from vae_core import interpolate
-
+def open_interpolation_path(page, plane_server, served):
+    """Interpolate on mlp2d (digits 3 to 2, 6 steps) once the plane holds its path:
+    (the model's entry, the plane's key, the path as the browser has it)."""
     _, url, _ = plane_server
     entry = next(e for e in served.values() if e.name == "mlp2d")
     open_page(page, url, "interpolate?model=mlp2d&a=3&b=2&steps=6")
     key = f"interp_plane:{entry.key}"
     page.wait_for_function(f"({PATH_JS})({key!r}) !== null")
-    path = page.evaluate(PATH_JS, key)
+    return entry, key, page.evaluate(PATH_JS, key)
+
+
+def test_interpolate_drags_the_walk_point_and_an_end_in_the_browser(
+    page, plane_server, served, console, tmp_path
+):
+    from vae_core import interpolate
+
+    entry, key, path = open_interpolation_path(page, plane_server, served)
     assert path["steps"] == 6
     latents = interpolate(torch.tensor(path["start"]), torch.tensor(path["end"]), 6, "linear")
     expected = decode(entry.model, latents).numpy()
@@ -711,12 +717,7 @@ def test_on_a_phone_a_tap_decodes_one_finger_scrolls_and_nothing_sticks_out(brow
 
 
 def test_the_keyboard_walks_and_moves_the_interpolation_path(page, plane_server, served, console):
-    _, url, _ = plane_server
-    entry = next(e for e in served.values() if e.name == "mlp2d")
-    open_page(page, url, "interpolate?model=mlp2d&a=3&b=2&steps=6")
-    key = f"interp_plane:{entry.key}"
-    page.wait_for_function(f"({PATH_JS})({key!r}) !== null")
-    path = page.evaluate(PATH_JS, key)
+    entry, key, path = open_interpolation_path(page, plane_server, served)
     page.locator(f"{GRAPH} canvas.vlp-canvas").first.focus()
     page.keyboard.press("w")  # the arrows now walk the path
     for _ in range(2):
